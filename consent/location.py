@@ -1,0 +1,140 @@
+"""Where a contact may be: candidate time zones and states from the number, the ZIP and the state.
+
+Everything here depends on the NPA-NXX prefix, the ZIP or the state only, so each lookup is
+cached on that key: a million-row list touches a few thousand prefixes.
+"""
+from __future__ import annotations
+
+import zoneinfo
+from collections import defaultdict
+from functools import lru_cache
+
+import phonenumbers
+from phonenumbers import geocoder, timezone as number_timezones
+from phonenumbers.tzdata import TIMEZONE_DATA
+
+from consent.types import Location
+
+NANP_COUNTRY_CODE = 1
+# phonenumbers answers a non-geographic +1 number (toll-free, personal) with every NANP zone.
+_NANP_WIDE_ZONES = frozenset(TIMEZONE_DATA["1"])
+_TERRITORY_REGIONS = {"PR": "PR", "GU": "GU", "VI": "VI", "AS": "AS", "MP": "MP"}
+
+# USPS codes for the names phonenumbers' geocoder uses at area-code level.
+STATE_CODES_BY_NAME = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
+    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "Washington D.C.": "DC",
+    "District of Columbia": "DC", "Florida": "FL", "Georgia": "GA", "Hawaii": "HI", "Idaho": "ID",
+    "Illinois": "IL", "Indiana": "IN", "Iowa": "IA", "Kansas": "KS", "Kentucky": "KY",
+    "Louisiana": "LA", "Maine": "ME", "Maryland": "MD", "Massachusetts": "MA", "Michigan": "MI",
+    "Minnesota": "MN", "Mississippi": "MS", "Missouri": "MO", "Montana": "MT", "Nebraska": "NE",
+    "Nevada": "NV", "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM",
+    "New York": "NY", "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH",
+    "Oklahoma": "OK", "Oregon": "OR", "Pennsylvania": "PA", "Rhode Island": "RI",
+    "South Carolina": "SC", "South Dakota": "SD", "Tennessee": "TN", "Texas": "TX", "Utah": "UT",
+    "Vermont": "VT", "Virginia": "VA", "Washington": "WA", "Washington State": "WA",
+    "West Virginia": "WV", "Wisconsin": "WI", "Wyoming": "WY", "Puerto Rico": "PR", "Guam": "GU",
+}
+
+
+class UnknownState(ValueError):
+    """A state code that names no US state, DC or territory."""
+
+
+def parse_nanp(phone: str, default_region: str = "US") -> phonenumbers.PhoneNumber | None:
+    """The parsed number when `phone` is a valid NANP number, else None."""
+    try:
+        number = phonenumbers.parse(phone, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if number.country_code != NANP_COUNTRY_CODE or not phonenumbers.is_valid_number(number):
+        return None
+    return number
+
+
+def to_e164(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=None)
+def _available_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+@lru_cache(maxsize=65536)
+def prefix_facts(e164_prefix: str) -> tuple[tuple[str, ...], str | None, str | None]:
+    """(zones, state, region) of a valid number, cached on its first 8 characters (+1NPANXX).
+
+    Zones are empty for non-geographic numbers; libphonenumber keys NANP zones by at most
+    NPA-NXX, so the prefix decides them.
+    """
+    number = phonenumbers.parse(e164_prefix + "0000")
+    zones = tuple(number_timezones.time_zones_for_geographical_number(number))
+    region = phonenumbers.region_code_for_number(number)
+    if not zones or zones == ("Etc/Unknown",) or frozenset(zones) == _NANP_WIDE_ZONES:
+        zones = ()
+    zones = tuple(sorted(z for z in zones if z in _available_zones()))
+    return zones, _number_state(number, region), region
+
+
+def _number_state(number: phonenumbers.PhoneNumber, region: str | None) -> str | None:
+    if region in _TERRITORY_REGIONS:
+        return _TERRITORY_REGIONS[region]
+    if region != "US":
+        return None
+    description = geocoder.description_for_number(number, "en")
+    if ", " in description:
+        return description.rsplit(", ", 1)[1]
+    return STATE_CODES_BY_NAME.get(description)
+
+
+@lru_cache(maxsize=1)
+def _zip_table() -> tuple[dict[str, tuple[str | None, str]], dict[str, tuple[str, ...]]]:
+    """ZIP -> (valid IANA zone or None, state) and state -> its zones, from the zipcodes data."""
+    import zipcodes  # loads its whole data set at import: only when a ZIP or state is needed
+
+    by_zip: dict[str, tuple[str | None, str]] = {}
+    zones_by_state: dict[str, set[str]] = defaultdict(set)
+    for entry in zipcodes.list_all():
+        zone = entry["timezone"] if entry["timezone"] in _available_zones() else None
+        by_zip[entry["zip_code"]] = (zone, entry["state"])
+        if zone:
+            zones_by_state[entry["state"]].add(zone)
+    return by_zip, {state: tuple(sorted(zones)) for state, zones in zones_by_state.items()}
+
+
+def known_states() -> frozenset[str]:
+    return frozenset(_zip_table()[1])
+
+
+def zones_for_state(state: str) -> tuple[str, ...]:
+    zones = _zip_table()[1].get(state.upper())
+    if zones is None:
+        raise UnknownState(f"unknown state code {state!r}: use a two-letter USPS code such as NY")
+    return zones
+
+
+def zip_facts(zip_code: str) -> tuple[str | None, str | None]:
+    """(zone, state) of a ZIP; zone None when the ZIP is unknown or its zone is not a valid IANA zone."""
+    return _zip_table()[0].get(zip_code.strip()[:5], (None, None))
+
+
+@lru_cache(maxsize=262144)
+def resolve_location(phone: str, zip_code: str | None = None, state: str | None = None) -> Location:
+    """Candidate zones and states for a contact; the gate decides what an empty set means."""
+    number = parse_nanp(phone)
+    if number is None:
+        return Location(e164=None, timezones=(), states=())
+    e164 = to_e164(number)
+    zones, number_state, region = prefix_facts(e164[:8])
+    zip_zone, zip_state = zip_facts(zip_code) if zip_code else (None, None)
+    # An address without a state still names one through its ZIP.
+    address_state = state.upper() if state else zip_state
+    candidate_zones = set(zones)
+    if zip_zone:
+        candidate_zones.add(zip_zone)
+    elif address_state:
+        candidate_zones.update(zones_for_state(address_state))
+    states = {s for s in (number_state, address_state) if s}
+    return Location(e164=e164, timezones=tuple(sorted(candidate_zones)), states=tuple(sorted(states)),
+                    region=region)

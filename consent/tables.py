@@ -1,0 +1,99 @@
+"""Stored facts the gate reads: consent, revocations, business relationships, DNC lists.
+
+Rows are never deleted: consent is superseded, DNC removals are stamped, so any past decision
+can be explained from what was on file at its instant.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, Index
+from sqlmodel import Field, SQLModel
+
+from consent.sqltypes import UTCDateTime
+
+
+def _instant(nullable: bool = False, index: bool = False):
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class ConsentRecord(SQLModel, table=True):
+    __tablename__ = "consent_records"
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(index=True, description="E.164")
+    kind: str = Field(description="written | express")
+    channels: str = Field(description="space-separated: voice sms")
+    purposes: str = Field(description="space-separated: telemarketing informational")
+    seller: str | None = None
+    brand: str | None = None
+    granted_at: datetime = _instant()
+    expires_at: datetime | None = _instant(nullable=True)
+    evidence: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    supersedes_id: int | None = Field(default=None, foreign_key="consent_records.id")
+    superseded_by_id: int | None = Field(default=None, foreign_key="consent_records.id")
+    recorded_at: datetime = _instant()
+    recorded_by: str = "system"
+
+
+class Revocation(SQLModel, table=True):
+    __tablename__ = "revocations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(index=True)
+    channels: str = Field(description="space-separated: voice sms")
+    via: str = Field(description="sms_stop | keypress | spoken | email | agent | api")
+    received_at: datetime = _instant()
+    recorded_at: datetime = _instant()
+    recorded_by: str = "system"
+    note: str | None = None
+
+
+class BusinessRelationship(SQLModel, table=True):
+    __tablename__ = "business_relationships"
+
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(index=True)
+    last_transaction_at: datetime | None = _instant(nullable=True)
+    last_inquiry_at: datetime | None = _instant(nullable=True)
+    seller: str | None = None
+    recorded_at: datetime = _instant()
+    recorded_by: str = "system"
+    note: str | None = None
+
+
+class DncSource(SQLModel, table=True):
+    """One load of a DNC list: the version a decision names."""
+
+    __tablename__ = "dnc_sources"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True, description="national | national_changes | state | internal | litigator")
+    state: str | None = None
+    version: str
+    file_name: str | None = None
+    file_sha256: str | None = None
+    entries: int = 0
+    synced_at: datetime | None = _instant(nullable=True)
+    loaded_at: datetime = _instant()
+    loaded_by: str = "system"
+    meta: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class DncEntry(SQLModel, table=True):
+    """A number on a state, internal or litigator list (the national registry lives on disk)."""
+
+    __tablename__ = "dnc_entries"
+    __table_args__ = (Index("ix_dnc_entries_kind_phone", "list_kind", "phone"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int | None = Field(default=None, foreign_key="dnc_sources.id")
+    list_kind: str = Field(description="state | internal | litigator")
+    state: str | None = None
+    phone: str
+    added_at: datetime = _instant()
+    added_by: str = "system"
+    reason: str | None = None
+    removed_at: datetime | None = _instant(nullable=True)
+    removed_by: str | None = None
+    removal_reason: str | None = None

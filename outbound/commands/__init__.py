@@ -1,0 +1,16 @@
+"""Command groups of the `outbound` CLI; each module exposes `register(app)`."""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+# One line per command module; a module registers its own group or commands.
+COMMAND_MODULES = (
+    "outbound.commands.gate_cmd",
+)
+
+
+def register_all(app: typer.Typer) -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)

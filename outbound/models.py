@@ -1,0 +1,158 @@
+"""Tables of the engine: campaigns, contacts, imports, attempts, decisions and the audit log.
+
+The consent tables live in `consent.tables`; importing them here puts every table in one
+metadata for migrations.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from consent.sqltypes import UTCDateTime
+from consent.tables import (  # noqa: F401  (registers the consent tables in the metadata)
+    BusinessRelationship, ConsentRecord, DncEntry, DncSource, Revocation,
+)
+
+
+def _instant(nullable: bool = False, index: bool = False):
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class Campaign(SQLModel, table=True):
+    __tablename__ = "campaigns"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    status: str = Field(default="draft", description="draft | running | paused | completed")
+    channel: str = "voice"
+    purpose: str = "telemarketing"
+    voice: str | None = "live"
+    automated: bool = True
+    caller_id: str | None = None
+    script: str | None = None
+    settings: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _instant()
+    updated_at: datetime = _instant()
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("campaign_id", "e164", name="uq_contacts_campaign_e164"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    import_id: int | None = Field(default=None, foreign_key="list_imports.id")
+    e164: str = Field(index=True)
+    phone_raw: str
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    zip: str | None = None
+    state: str | None = None
+    line_type: str = "unknown"
+    timezones: str = Field(default="", description="space-separated candidate IANA zones")
+    states: str = Field(default="", description="space-separated candidate states")
+    attributes: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    source_line: int | None = None
+    created_at: datetime = _instant()
+
+
+class ListImport(SQLModel, table=True):
+    __tablename__ = "list_imports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    file_name: str
+    file_sha256: str | None = None
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejected_by_reason: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    started_at: datetime = _instant()
+    finished_at: datetime | None = _instant(nullable=True)
+    actor: str = "system"
+
+
+class ImportReject(SQLModel, table=True):
+    __tablename__ = "import_rejects"
+
+    id: int | None = Field(default=None, primary_key=True)
+    import_id: int = Field(foreign_key="list_imports.id", index=True)
+    line: int
+    reason: str
+    row: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Attempt(SQLModel, table=True):
+    """The unit of work: the database, not the timer, is the record of truth."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (Index("ix_attempts_status_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    contact_id: int = Field(foreign_key="contacts.id", index=True)
+    channel: str
+    status: str = Field(default="pending", description="pending | claimed | dialing | completed | failed | blocked | cancelled")
+    attempt_no: int = 1
+    due_at: datetime = _instant()
+    claimed_by: str | None = None
+    lease_until: datetime | None = _instant(nullable=True)
+    carrier_id: str | None = Field(default=None, unique=True)
+    outcome: str | None = None
+    decision_id: str | None = Field(default=None, foreign_key="decisions.id")
+    created_at: datetime = _instant()
+    updated_at: datetime = _instant()
+
+
+class RulePackSnapshot(SQLModel, table=True):
+    """The exact rule pack a stored decision was made under, so replay needs no old code."""
+
+    __tablename__ = "rule_packs"
+
+    version: str = Field(primary_key=True)
+    pack: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = _instant()
+
+
+class Decision(SQLModel, table=True):
+    """A gate decision with the inputs it was derived from, byte for byte."""
+
+    __tablename__ = "decisions"
+
+    id: str = Field(primary_key=True, description="uuid4 hex")
+    attempt_id: int | None = Field(default=None, index=True)
+    phone: str = Field(index=True)
+    verdict: str = Field(index=True)
+    rules_version: str = Field(foreign_key="rule_packs.version", index=True)
+    scenario: str = Field(sa_column=Column(Text, nullable=False), description="canonical scenario JSON")
+    decision: str = Field(sa_column=Column(Text, nullable=False), description="canonical decision JSON")
+    decided_at: datetime = _instant(index=True)
+    created_at: datetime = _instant()
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only and hash-chained: each row holds the hash of the one before."""
+
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _instant()
+    actor: str
+    action: str = Field(index=True)
+    subject: str | None = Field(default=None, index=True)
+    payload: str = Field(sa_column=Column(Text, nullable=False), description="canonical JSON")
+    prev_hash: str
+    hash: str = Field(unique=True)
+
+
+class AuditHead(SQLModel, table=True):
+    """The last link of the chain: lets verify notice rows cut from the end."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    last_id: int = 0
+    last_hash: str
