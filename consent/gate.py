@@ -1,0 +1,281 @@
+"""The compliance gate: a pure function of (request, facts, rule pack, instant).
+
+It reads no clock, no database and no network. Each `check_*` returns the reasons that hold;
+`evaluate` combines them into a verdict as DESIGN.md's contract says: block if any blocking
+reason holds, else defer (with the earliest instant no deferring reason holds), else allow.
+"""
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from consent import windows
+from consent.rules import RulePack
+from consent.types import (
+    AttemptRequest, Channel, ConsentGrant, ConsentKind, ConsentNeed, Decision, Facts, LineType,
+    Purpose, Reason, Verdict, VoiceKind,
+)
+
+BLOCKING = frozenset({"invalid_number", "location_unknown", "dnc_internal", "dnc_litigator",
+                      "dnc_data_stale", "dnc_national", "dnc_state", "consent_revoked",
+                      "consent_missing"})
+DEFERRING = frozenset({"calling_window", "holiday", "frequency_cap"})
+CAP_WINDOW = timedelta(hours=24)
+_MOBILE_LIKE = frozenset({LineType.MOBILE, LineType.UNKNOWN})
+_RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetime) -> Decision:
+    if at.tzinfo is None:
+        raise ValueError("the gate needs an aware instant for `at`")
+    location = request.location
+    if not location.valid:
+        reason = Reason("invalid_number", "nanp.valid_number",
+                        f"{request.phone!r} is not a valid NANP (+1) number")
+        return _decision(Verdict.BLOCK, [reason], None, request, rules, ConsentNeed.NONE)
+    ts = at.timestamp()
+    flags = state_flags(rules, location.states, ts)
+    need = consent_needed(request, flags)
+    standing = consent_standing(request, facts, at)
+    reasons = [*check_location(request), *check_dnc(request, facts, rules, at, standing),
+               *check_consent(request, need, standing, at)]
+    cap_free_at = None
+    if location.timezones:
+        reasons.extend(check_windows(request, rules, at, ts))
+        cap_reasons, cap_free_at = check_caps(facts, flags, at)
+        reasons.extend(cap_reasons)
+    return decide(reasons, request, rules, at, need, cap_free_at)
+
+
+def decide(reasons: list[Reason], request: AttemptRequest, rules: RulePack, at: datetime,
+           need: ConsentNeed, cap_free_at: datetime | None) -> Decision:
+    if not reasons:
+        return _decision(Verdict.ALLOW, reasons, None, request, rules, need)
+    codes = {reason.code for reason in reasons}
+    if codes & BLOCKING:
+        return _decision(Verdict.BLOCK, reasons, None, request, rules, need)
+    start = max(at, cap_free_at) if cap_free_at else at
+    return _decision(Verdict.DEFER, reasons, _next_allowed(request, rules, start), request, rules, need)
+
+
+def _next_allowed(request: AttemptRequest, rules: RulePack, start: datetime) -> datetime | None:
+    location = request.location
+    found = windows.next_allowed(rules, location.timezones, location.states, start.timestamp())
+    if found is None:
+        return None
+    if found == start.timestamp():
+        return start.astimezone(timezone.utc)
+    return datetime.fromtimestamp(found, timezone.utc)
+
+
+def _decision(verdict: Verdict, reasons: list[Reason], next_allowed_at: datetime | None,
+              request: AttemptRequest, rules: RulePack, need: ConsentNeed) -> Decision:
+    return Decision(verdict=verdict, reasons=tuple(reasons), next_allowed_at=next_allowed_at,
+                    timezones=request.location.timezones, states=request.location.states,
+                    rules_version=rules.version, consent_needed=need)
+
+
+# --- location -------------------------------------------------------------------------------
+
+def check_location(request: AttemptRequest) -> list[Reason]:
+    if request.location.timezones:
+        return []
+    return [Reason("location_unknown", "location.candidate_zones",
+                   f"{request.location.e164} is not geographic (toll-free or personal) and no ZIP "
+                   f"or state places it in a time zone")]
+
+
+# --- DNC --------------------------------------------------------------------------------------
+
+def check_dnc(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetime,
+              standing: ConsentStanding) -> list[Reason]:
+    reasons = []
+    if facts.internal_dnc:
+        reasons.append(Reason("dnc_internal", "dnc.internal",
+                              "on the company's do-not-contact list: blocks every purpose"))
+    if facts.litigator:
+        reasons.append(Reason("dnc_litigator", "dnc.litigator", "on the litigator list"))
+    if request.purpose is Purpose.TELEMARKETING:
+        reasons.extend(_check_telemarketing_dnc(facts, rules, at, standing.written))
+    return reasons
+
+
+def _check_telemarketing_dnc(facts: Facts, rules: RulePack, at: datetime, written: bool) -> list[Reason]:
+    reasons = []
+    stale = _stale_registry(facts, rules, at)
+    if stale:
+        reasons.append(Reason("dnc_data_stale", "federal.dnc.scrub_age", stale))
+    national = facts.national_dnc
+    if national is not None and national.listed and not written and not _has_ebr(facts, rules, at):
+        reasons.append(Reason("dnc_national", "federal.dnc.national",
+                              "on the National Do Not Call Registry, with no written consent covering "
+                              "this attempt and no business relationship (transaction within "
+                              f"{rules.federal.ebr_transaction_months} months, inquiry within "
+                              f"{rules.federal.ebr_inquiry_months} months)"))
+    if not written:
+        for state in facts.state_dnc:
+            reasons.append(Reason("dnc_state", f"state.{state}.dnc",
+                                  f"on the {state} state do-not-call list, with no written consent covering this attempt"))
+    return reasons
+
+
+def _stale_registry(facts: Facts, rules: RulePack, at: datetime) -> str | None:
+    limit = rules.federal.dnc_scrub_max_age_days
+    national = facts.national_dnc
+    if national is None or national.synced_at is None:
+        return "no National DNC Registry data on file: telemarketing needs a scrub at most " \
+               f"{limit} days old"
+    age = at - national.synced_at
+    if age > timedelta(days=limit):
+        return (f"National DNC Registry data synced {_iso(national.synced_at)} is {age.days} days "
+                f"old at {_iso(at)} (max {limit})")
+    return None
+
+
+def _has_ebr(facts: Facts, rules: RulePack, at: datetime) -> bool:
+    federal = rules.federal
+    return (_within_months(facts.last_transaction_at, federal.ebr_transaction_months, at)
+            or _within_months(facts.last_inquiry_at, federal.ebr_inquiry_months, at))
+
+
+def _within_months(when: datetime | None, months: int, at: datetime) -> bool:
+    return when is not None and when <= at <= add_months(when, months)
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    """Calendar months later, clamped to the month's last day (Aug 31 + 6 months = Feb 28/29)."""
+    month_index = when.month - 1 + months
+    year, month = when.year + month_index // 12, month_index % 12 + 1
+    day = min(when.day, calendar.monthrange(year, month)[1])
+    return when.replace(year=year, month=month, day=day)
+
+
+# --- consent ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class StateFlags:
+    """What the candidate states add on a given day: caps, and the mini-TCPA consent rule."""
+
+    caps: tuple[tuple[str, int], ...]
+    automated_needs_written: bool
+
+
+def state_flags(rules: RulePack, states: tuple[str, ...], ts: float) -> StateFlags:
+    utc_day = int(ts // 86400)
+    key = ("state_flags", states, utc_day)
+    flags = rules.cache.get(key)
+    if flags is None:
+        day = date.fromordinal(_EPOCH_ORDINAL + utc_day)
+        found = [rule for rule in (rules.state_rule(code, day) for code in states) if rule is not None]
+        flags = rules.cache[key] = StateFlags(
+            caps=tuple((rule.code, rule.cap_per_24h) for rule in found if rule.cap_per_24h),
+            automated_needs_written=any(rule.automated_needs_written_consent for rule in found))
+    return flags
+
+
+def consent_needed(request: AttemptRequest, flags: StateFlags) -> ConsentNeed:
+    """Which consent the attempt needs, per the contract's table."""
+    recorded = request.channel is Channel.VOICE and request.voice in _RECORDED
+    automated_to_mobile = request.automated and request.line_type in _MOBILE_LIKE
+    if request.purpose is Purpose.TELEMARKETING:
+        if (request.channel is Channel.SMS or recorded or automated_to_mobile
+                or (request.automated and flags.automated_needs_written)):
+            return ConsentNeed.WRITTEN
+        return ConsentNeed.NONE
+    if request.channel is Channel.SMS or recorded or automated_to_mobile:
+        return ConsentNeed.EXPRESS
+    return ConsentNeed.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentStanding:
+    """Which kinds of consent cover this channel and purpose at `at`, after revocations."""
+
+    written: bool
+    express: bool
+    revoked_at: datetime | None
+
+
+def consent_standing(request: AttemptRequest, facts: Facts, at: datetime) -> ConsentStanding:
+    revoked_at = latest_revocation(facts, request.channel, at)
+    written = express = False
+    for grant in facts.consents:
+        # A revocation ends every consent granted before it; a newer grant starts afresh.
+        if _covers(grant, request, at) and (revoked_at is None or grant.granted_at > revoked_at):
+            if grant.kind is ConsentKind.WRITTEN:
+                written = True
+            express = True
+    return ConsentStanding(written, express, revoked_at)
+
+
+def check_consent(request: AttemptRequest, need: ConsentNeed, standing: ConsentStanding, at: datetime) -> list[Reason]:
+    if need is ConsentNeed.NONE or (standing.written if need is ConsentNeed.WRITTEN else standing.express):
+        return []
+    rule = f"consent.{need.value}"
+    wanted = f"{need.value} consent covering {request.channel.value} {request.purpose.value}"
+    if standing.revoked_at is not None:
+        return [Reason("consent_revoked", rule,
+                       f"{request.channel.value} consent revoked at {_iso(standing.revoked_at)} and no newer "
+                       f"{wanted} was granted since")]
+    return [Reason("consent_missing", rule, f"{_why_needed(request)} needs {wanted}; none on file is "
+                                            f"granted by {_iso(at)}, unexpired and of that kind")]
+
+
+def _covers(grant: ConsentGrant, request: AttemptRequest, at: datetime) -> bool:
+    return (grant.granted_at <= at and (grant.expires_at is None or at < grant.expires_at)
+            and request.channel in grant.channels and request.purpose in grant.purposes)
+
+
+def latest_revocation(facts: Facts, channel: Channel, at: datetime) -> datetime | None:
+    latest = None
+    for revocation in facts.revocations:
+        if channel in revocation.channels and revocation.at <= at and (latest is None or revocation.at > latest):
+            latest = revocation.at
+    return latest
+
+
+def _why_needed(request: AttemptRequest) -> str:
+    if request.channel is Channel.SMS:
+        return f"a {request.purpose.value} text"
+    if request.voice in _RECORDED:
+        return f"a {request.purpose.value} call with a {request.voice.value} voice"
+    if request.automated and request.line_type in _MOBILE_LIKE:
+        return f"an automated {request.purpose.value} call to a {request.line_type.value} line"
+    return f"an automated {request.purpose.value} call to a contact in a mini-TCPA state"
+
+
+# --- windows, holidays and caps ---------------------------------------------------------------
+
+def check_windows(request: AttemptRequest, rules: RulePack, at: datetime, ts: float) -> list[Reason]:
+    location = request.location
+    if windows.is_allowed(rules, location.timezones, location.states, ts):
+        return []
+    reasons: dict[str, Reason] = {}
+    for zone, constraint, local in windows.violated(rules, location.timezones, location.states, at):
+        code = "holiday" if constraint.kind == "holiday" else "calling_window"
+        reasons.setdefault(constraint.rule, Reason(code, constraint.rule, windows.describe(constraint, local)))
+    return list(reasons.values())
+
+
+def check_caps(facts: Facts, flags: StateFlags, at: datetime) -> tuple[list[Reason], datetime | None]:
+    """Reasons for every capped state whose cap is reached, and when the caps free up again."""
+    if not flags.caps or not facts.history:
+        return [], None
+    since = at - CAP_WINDOW
+    recent = sorted(attempt.at for attempt in facts.history if since < attempt.at <= at)
+    reasons, free_at = [], None
+    for code, cap in flags.caps:
+        if len(recent) >= cap:
+            # Free once enough of the counted attempts are 24 hours old.
+            state_free_at = recent[len(recent) - cap] + CAP_WINDOW
+            free_at = max(free_at, state_free_at) if free_at else state_free_at
+            reasons.append(Reason("frequency_cap", f"state.{code}.cap",
+                                  f"{len(recent)} attempts (voice and SMS together) in the 24 hours before "
+                                  f"{_iso(at)}; {code} allows {cap}; free again at {_iso(state_free_at)}"))
+    return reasons, free_at
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,198 @@
+"""The rule pack: federal and state rules loaded from data (`consent/rule_packs/us.toml`).
+
+Code here interprets the data; it never restates a rule. `RulePack.version` is a stable hash of
+the pack, of the holiday data it draws on and of the gate's logic version, so a stored decision
+names exactly what it was decided under.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import holidays as holidays_lib
+
+# Bump when the gate's interpretation of a pack changes, so replays can tell.
+GATE_LOGIC_VERSION = "1"
+DEFAULT_PACK = "us.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class DayHours:
+    """[start, end) in minutes after local midnight."""
+
+    start: int
+    end: int
+
+    def label(self) -> str:
+        return f"{_clock(self.start)}-{_clock(self.end)}"
+
+
+@dataclass(frozen=True, slots=True)
+class HolidayBan:
+    calendar: str              # "holidays" (the library) | "statute" (the pack's own list)
+    subdivision: str | None
+    weekdays_only: bool
+    observed: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateRule:
+    code: str
+    name: str
+    effective: date
+    scope: str
+    weekday: DayHours | None   # None: closed all day
+    saturday: DayHours | None
+    sunday: DayHours | None
+    standard_time: bool
+    holiday_ban: HolidayBan | None
+    cap_per_24h: int | None
+    automated_needs_written_consent: bool
+    source: str
+
+    def hours_on(self, weekday: int) -> DayHours | None:
+        if weekday == 5:
+            return self.saturday
+        if weekday == 6:
+            return self.sunday
+        return self.weekday
+
+
+@dataclass(frozen=True, slots=True)
+class FederalRule:
+    effective: date
+    hours: DayHours
+    source: str
+    dnc_scrub_max_age_days: int
+    ebr_transaction_months: int
+    ebr_inquiry_months: int
+
+
+class RulePackError(ValueError):
+    """The pack data is malformed; the message names the entry and field."""
+
+
+class RulePack:
+    """An immutable rule pack plus per-pack caches of derived values (windows, holidays)."""
+
+    def __init__(self, data: dict[str, Any]):
+        self.data = data
+        self.federal = _federal(data["federal"])
+        self.statute_holidays: dict[str, list[dict]] = {
+            code: entry["days"] for code, entry in data.get("statute_holidays", {}).items()}
+        self._states = _states(data["state"])
+        self._effective_dates = {code: [r.effective for r in rules] for code, rules in self._states.items()}
+        self.version = _version(data)
+        self.cache: dict[Any, Any] = {}     # derived values, keyed by the deriving module
+
+    def state_rule(self, code: str, on: date) -> StateRule | None:
+        """The state's entry in force on `on`, or None when the state adds nothing that day."""
+        dates = self._effective_dates.get(code)
+        if not dates:
+            return None
+        index = bisect.bisect_right(dates, on) - 1
+        return self._states[code][index] if index >= 0 else None
+
+    def state_codes(self) -> tuple[str, ...]:
+        return tuple(sorted(self._states))
+
+    def to_json(self) -> str:
+        return canonical_json(self.data)
+
+    @classmethod
+    def from_json(cls, text: str) -> RulePack:
+        return cls(json.loads(text))
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@lru_cache(maxsize=4)
+def load_pack(name: str = DEFAULT_PACK) -> RulePack:
+    text = resources.files("consent").joinpath("rule_packs", name).read_text(encoding="utf-8")
+    return RulePack(tomllib.loads(text))
+
+
+def _version(data: dict[str, Any]) -> str:
+    material = canonical_json({"pack": data, "holidays": holidays_lib.__version__,
+                               "logic": GATE_LOGIC_VERSION})
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _minutes(text: str, where: str) -> int:
+    try:
+        hours, minutes = text.split(":")
+        value = int(hours) * 60 + int(minutes)
+    except ValueError:
+        raise RulePackError(f"{where}: {text!r} is not HH:MM") from None
+    if not 0 <= value <= 24 * 60:
+        raise RulePackError(f"{where}: {text!r} is outside 00:00-24:00")
+    return value
+
+
+def _day_hours(value: Any, where: str) -> DayHours | None:
+    if value == "closed":
+        return None
+    if not (isinstance(value, list) and len(value) == 2):
+        raise RulePackError(f"{where}: expected [\"HH:MM\", \"HH:MM\"] or \"closed\", got {value!r}")
+    hours = DayHours(_minutes(value[0], where), _minutes(value[1], where))
+    if hours.start >= hours.end:
+        raise RulePackError(f"{where}: window {value!r} is empty")
+    return hours
+
+
+def _federal(entry: dict[str, Any]) -> FederalRule:
+    hours = _day_hours(entry["hours"], "federal.hours")
+    if hours is None:
+        raise RulePackError("federal.hours cannot be closed")
+    return FederalRule(
+        effective=date.fromisoformat(entry["effective"]), hours=hours, source=entry["source"],
+        dnc_scrub_max_age_days=int(entry["dnc_scrub_max_age_days"]),
+        ebr_transaction_months=int(entry["ebr_transaction_months"]),
+        ebr_inquiry_months=int(entry["ebr_inquiry_months"]))
+
+
+def _holiday_ban(value: dict[str, Any] | None) -> HolidayBan | None:
+    if not value:
+        return None
+    return HolidayBan(calendar=value["calendar"], subdivision=value.get("subdivision"),
+                      weekdays_only=bool(value.get("weekdays_only", False)),
+                      observed=value.get("observed"))
+
+
+def _state(entry: dict[str, Any]) -> StateRule:
+    where = f"state {entry.get('code', '?')} ({entry.get('effective', '?')})"
+    try:
+        return StateRule(
+            code=entry["code"], name=entry["name"], effective=date.fromisoformat(entry["effective"]),
+            scope=entry["scope"],
+            weekday=_day_hours(entry["weekday"], f"{where}.weekday"),
+            saturday=_day_hours(entry["saturday"], f"{where}.saturday"),
+            sunday=_day_hours(entry["sunday"], f"{where}.sunday"),
+            standard_time=bool(entry.get("standard_time", False)),
+            holiday_ban=_holiday_ban(entry.get("holiday_ban")),
+            cap_per_24h=entry.get("cap_per_24h"),
+            automated_needs_written_consent=bool(entry.get("automated_telemarketing_needs_written_consent", False)),
+            source=entry["source"])
+    except KeyError as missing:
+        raise RulePackError(f"{where}: missing field {missing}") from None
+
+
+def _states(entries: list[dict[str, Any]]) -> dict[str, tuple[StateRule, ...]]:
+    by_code: dict[str, list[StateRule]] = {}
+    for entry in entries:
+        rule = _state(entry)
+        by_code.setdefault(rule.code, []).append(rule)
+    return {code: tuple(sorted(rules, key=lambda r: r.effective)) for code, rules in by_code.items()}

@@ -1,0 +1,173 @@
+"""The gate contract's JSON: scenarios in, decisions out (DESIGN.md, "The gate contract").
+
+Validation is strict: unknown fields, wrong enums, naive datetimes and missing required fields
+are errors that name the field. An unparsable phone is not an error: the gate blocks it.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from consent.location import UnknownState, resolve_location
+from consent.types import (
+    AttemptRequest, Channel, ConsentGrant, ConsentKind, Decision, Facts, LineType, NationalDnc,
+    PriorAttempt, Purpose, RevocationFact, VoiceKind,
+)
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario; `str()` names the field and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ContactIn(_Strict):
+    phone: str
+    state: str | None = None
+    zip: str | None = None
+    line_type: LineType = LineType.UNKNOWN
+
+
+class ConsentIn(_Strict):
+    kind: ConsentKind
+    channels: list[Channel] = Field(min_length=1)
+    purposes: list[Purpose] = Field(min_length=1)
+    granted_at: AwareDatetime
+    expires_at: AwareDatetime | None = None
+    evidence: str | None = None
+
+
+class RevocationIn(_Strict):
+    at: AwareDatetime
+    channels: list[Channel] = Field(min_length=1)
+    via: str | None = None
+
+
+class NationalDncIn(_Strict):
+    listed: bool
+    registered_on: str | None = None
+    synced_at: AwareDatetime | None = None
+
+
+class DncIn(_Strict):
+    national: NationalDncIn | None = None
+    state: list[str] = []
+    internal: bool = False
+    litigator: bool = False
+
+
+class EbrIn(_Strict):
+    last_transaction_at: AwareDatetime | None = None
+    last_inquiry_at: AwareDatetime | None = None
+
+
+class HistoryIn(_Strict):
+    at: AwareDatetime
+    channel: Channel
+
+
+class ScenarioIn(_Strict):
+    at: AwareDatetime
+    channel: Channel
+    purpose: Purpose
+    voice: VoiceKind | None = None
+    automated: bool = True
+    contact: ContactIn
+    consents: list[ConsentIn] = []
+    revocations: list[RevocationIn] = []
+    dnc: DncIn = DncIn()
+    ebr: EbrIn = EbrIn()
+    history: list[HistoryIn] = []
+
+
+def parse_scenario(raw: Any) -> tuple[AttemptRequest, Facts, datetime]:
+    """Validate a decoded JSON scenario and resolve its contact; raises ScenarioError."""
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"scenario: expected a JSON object, got {type(raw).__name__}")
+    try:
+        scenario = ScenarioIn.model_validate(raw)
+    except ValidationError as error:
+        raise ScenarioError(_describe(error)) from None
+    if scenario.channel is Channel.VOICE and scenario.voice is None:
+        raise ScenarioError("voice: required when channel is voice (live, prerecorded or artificial)")
+    return _request(scenario), _facts(scenario), scenario.at
+
+
+def parse_scenario_text(text: str) -> tuple[AttemptRequest, Facts, datetime]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ScenarioError(f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    return parse_scenario(raw)
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors()[:5]:
+        field = ".".join(str(part) for part in item["loc"]) or "scenario"
+        if item["type"] == "extra_forbidden":
+            problems.append(f"{field}: unknown field")
+        elif item["type"] == "missing":
+            problems.append(f"{field}: required field is missing")
+        elif item["type"] == "timezone_aware":
+            problems.append(f"{field}: needs a time zone (e.g. 2026-07-15T16:00:00Z)")
+        else:
+            problems.append(f"{field}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def _request(scenario: ScenarioIn) -> AttemptRequest:
+    contact = scenario.contact
+    try:
+        location = resolve_location(contact.phone, contact.zip, contact.state)
+    except UnknownState as error:
+        raise ScenarioError(f"contact.state: {error}") from None
+    voice = scenario.voice if scenario.channel is Channel.VOICE else None
+    return AttemptRequest(channel=scenario.channel, purpose=scenario.purpose, voice=voice,
+                          automated=scenario.automated, line_type=contact.line_type,
+                          location=location, phone=contact.phone)
+
+
+def _facts(scenario: ScenarioIn) -> Facts:
+    dnc, ebr = scenario.dnc, scenario.ebr
+    national = None
+    if dnc.national is not None:
+        national = NationalDnc(dnc.national.listed, dnc.national.registered_on, dnc.national.synced_at)
+    return Facts(
+        consents=tuple(ConsentGrant(c.kind, frozenset(c.channels), frozenset(c.purposes), c.granted_at,
+                                    c.expires_at, c.evidence) for c in scenario.consents),
+        revocations=tuple(RevocationFact(r.at, frozenset(r.channels), r.via) for r in scenario.revocations),
+        national_dnc=national,
+        state_dnc=tuple(sorted({code.upper() for code in dnc.state})),
+        internal_dnc=dnc.internal, litigator=dnc.litigator,
+        last_transaction_at=ebr.last_transaction_at, last_inquiry_at=ebr.last_inquiry_at,
+        history=tuple(PriorAttempt(h.at, h.channel) for h in scenario.history))
+
+
+def iso_utc(when: datetime | None) -> str | None:
+    if when is None:
+        return None
+    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def decision_to_dict(decision: Decision) -> dict[str, Any]:
+    """The decision exactly as the contract shows it, keys in contract order."""
+    return {
+        "verdict": decision.verdict.value,
+        "reasons": [{"code": r.code, "rule": r.rule, "detail": r.detail} for r in decision.reasons],
+        "next_allowed_at": iso_utc(decision.next_allowed_at),
+        "timezones": list(decision.timezones),
+        "states": list(decision.states),
+        "rules_version": decision.rules_version,
+    }
+
+
+def decision_json(decision: Decision) -> str:
+    return json.dumps(decision_to_dict(decision), ensure_ascii=False, separators=(",", ":"))
+
+

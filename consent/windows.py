@@ -1,0 +1,206 @@
+"""Calling-window math: when, in UTC, an attempt may reach a contact with given zones and states.
+
+For one zone and one local date, every rule that applies (the federal window, each candidate
+state's hours for that weekday, closed days, holidays) is a constraint: an interval of UTC
+seconds, or nothing when the day is closed. The day's window is their intersection: one interval
+or none, since each constraint is a single [start, end) span of local time. The allowed set for
+a contact is the intersection over its candidate zones. Results are cached in the pack per
+(zones, states, UTC day), so deciding is a dictionary lookup and a comparison.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from consent.holiday_calendar import holiday_name
+from consent.rules import DayHours, RulePack, StateRule
+
+DAY = 86400
+SEARCH_DAYS = 400   # how far ahead next_allowed looks before giving up
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """One rule's demand on one local date in one zone."""
+
+    rule: str                    # e.g. "federal.hours", "state.FL.hours", "state.UT.holidays"
+    kind: str                    # "hours" | "closed" | "holiday"
+    state: str | None
+    start: float | None          # UTC seconds; None when the day is closed
+    end: float | None
+    hours: DayHours | None
+    note: str = ""               # holiday name, or the standard-time remark
+
+
+Span = tuple[float, float]
+
+
+def zone_day_constraints(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> tuple[Constraint, ...]:
+    key = ("constraints", zone, states, day)
+    cached = pack.cache.get(key)
+    if cached is None:
+        cached = pack.cache[key] = _constraints(pack, zone, states, day)
+    return cached
+
+
+def _constraints(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> tuple[Constraint, ...]:
+    tz = ZoneInfo(zone)
+    federal = pack.federal.hours
+    found = [Constraint("federal.hours", "hours", None, *_local_span(tz, day, federal), federal)]
+    for code in states:
+        rule = pack.state_rule(code, day)
+        if rule is not None:
+            found.extend(_state_constraints(pack, rule, tz, day))
+    return tuple(found)
+
+
+def _state_constraints(pack: RulePack, rule: StateRule, tz: ZoneInfo, day: date) -> list[Constraint]:
+    found = []
+    holiday = holiday_name(pack, rule, day)
+    if holiday:
+        found.append(Constraint(f"state.{rule.code}.holidays", "holiday", rule.code, None, None, None, holiday))
+    hours = rule.hours_on(day.weekday())
+    if hours is None:
+        found.append(Constraint(f"state.{rule.code}.hours", "closed", rule.code, None, None, None))
+        return found
+    start, end = _local_span(tz, day, hours)
+    note = ""
+    if rule.standard_time:
+        std_start, std_end = _standard_span(tz, day, hours)
+        if (std_start, std_end) != (start, end):
+            note = "hours are in standard time"
+        start, end = max(start, std_start), min(end, std_end)
+    found.append(Constraint(f"state.{rule.code}.hours", "hours", rule.code, start, end, hours, note))
+    return found
+
+
+def _local_span(tz: ZoneInfo, day: date, hours: DayHours) -> Span:
+    return _local_instant(tz, day, hours.start), _local_instant(tz, day, hours.end)
+
+
+def _local_instant(tz: ZoneInfo, day: date, minutes: int) -> float:
+    if minutes == 24 * 60:
+        day, minutes = day + timedelta(days=1), 0
+    return datetime(day.year, day.month, day.day, minutes // 60, minutes % 60, tzinfo=tz).timestamp()
+
+
+def _standard_span(tz: ZoneInfo, day: date, hours: DayHours) -> Span:
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=tz)
+    standard_offset = noon.utcoffset() - (noon.dst() or timedelta(0))
+    midnight_utc = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+    offset = standard_offset.total_seconds()
+    return midnight_utc + hours.start * 60 - offset, midnight_utc + hours.end * 60 - offset
+
+
+def zone_day_window(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> Span | None:
+    """The intersection of every constraint on that local date, or None when nothing is left."""
+    start, end = float("-inf"), float("inf")
+    for constraint in zone_day_constraints(pack, zone, states, day):
+        if constraint.start is None:
+            return None
+        start, end = max(start, constraint.start), min(end, constraint.end)
+    return (start, end) if start < end else None
+
+
+def allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], utc_day: int) -> tuple[Span, ...]:
+    """Allowed UTC spans inside [utc_day*DAY, (utc_day+1)*DAY), sorted."""
+    key = ("spans", zones, states, utc_day)
+    cached = pack.cache.get(key)
+    if cached is None:
+        cached = pack.cache[key] = _allowed_spans(pack, zones, states, utc_day)
+    return cached
+
+
+def _allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], utc_day: int) -> tuple[Span, ...]:
+    day_start, day_end = utc_day * DAY, (utc_day + 1) * DAY
+    result: list[Span] = [(day_start, day_end)]
+    for zone in zones:
+        result = _intersect(result, _zone_spans(pack, zone, states, day_start, day_end))
+    return tuple(result)
+
+
+def _zone_spans(pack: RulePack, zone: str, states: tuple[str, ...], day_start: int, day_end: int) -> list[Span]:
+    tz = ZoneInfo(zone)
+    first = datetime.fromtimestamp(day_start, tz).date()
+    last = datetime.fromtimestamp(day_end - 1, tz).date()
+    spans = []
+    day = first
+    while day <= last:
+        window = zone_day_window(pack, zone, states, day)
+        if window is not None:
+            start, end = max(window[0], day_start), min(window[1], day_end)
+            if start < end:
+                spans.append((start, end))
+        day += timedelta(days=1)
+    return spans
+
+
+def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
+    result, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if start < end:
+            result.append((start, end))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return result
+
+
+def is_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> bool:
+    for start, end in allowed_spans(pack, zones, states, int(ts // DAY)):
+        if start <= ts < end:
+            return True
+    return False
+
+
+def next_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> float | None:
+    """The earliest instant at or after `ts` inside every window, or None within SEARCH_DAYS."""
+    first_day = int(ts // DAY)
+    for utc_day in range(first_day, first_day + SEARCH_DAYS):
+        for start, end in allowed_spans(pack, zones, states, utc_day):
+            if end > ts:
+                return max(start, ts)
+    return None
+
+
+def violated(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], at: datetime) -> list[tuple[str, Constraint, datetime]]:
+    """Every (zone, constraint, local time) that excludes `at`: the explanation of a defer."""
+    ts = at.timestamp()
+    found = []
+    for zone in zones:
+        local = at.astimezone(ZoneInfo(zone))
+        constraints = zone_day_constraints(pack, zone, states, local.date())
+        federal = constraints[0]
+        for constraint in constraints:
+            # A state row that restates the federal window explains nothing more.
+            if constraint is not federal and constraint.kind == "hours" and \
+                    (constraint.start, constraint.end) == (federal.start, federal.end):
+                continue
+            if constraint.start is None or not constraint.start <= ts < constraint.end:
+                found.append((zone, constraint, local))
+    return found
+
+
+def describe(constraint: Constraint, local: datetime) -> str:
+    """A sentence a compliance reviewer can check against the rule."""
+    where = f"in {constraint.state}" if constraint.state else "under the federal rule"
+    clock = f"{local:%H:%M} {local.tzname()}"
+    weekday = WEEKDAY_NAMES[local.weekday()]
+    if constraint.kind == "holiday":
+        return f"{local.date().isoformat()} is {constraint.note} ({local.tzinfo.key}): no calls {where}"
+    if constraint.kind == "closed":
+        return f"{weekday} {clock}: no calls on {weekday}s {where}"
+    start_label, end_label = constraint.hours.label().split("-")
+    if local.timestamp() < constraint.start:
+        relation = f"before {start_label}"
+    elif local.timestamp() > constraint.end:
+        relation = f"after {end_label}"
+    else:
+        relation = f"at the {end_label} close"
+    suffix = f" ({constraint.note})" if constraint.note else ""
+    day = f"{weekday} " if constraint.state else ""
+    return f"{day}{clock} is {relation} {where}{suffix}"
