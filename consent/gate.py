@@ -237,12 +237,13 @@ def latest_revocation(facts: Facts, channel: Channel, at: datetime) -> datetime 
 
 
 def _why_needed(request: AttemptRequest) -> str:
+    purpose = request.purpose.value
     if request.channel is Channel.SMS:
-        return f"a {request.purpose.value} text"
+        return f"{_article(purpose)} {purpose} text"
     if request.voice in _RECORDED:
-        return f"a {request.purpose.value} call with a {request.voice.value} voice"
+        return f"{_article(purpose)} {purpose} call with {_article(request.voice.value)} {request.voice.value} voice"
     if request.automated and request.line_type in _MOBILE_LIKE:
-        return f"an automated {request.purpose.value} call to a {request.line_type.value} line"
+        return f"an automated {purpose} call to {_article(request.line_type.value)} {request.line_type.value} line"
     return f"an automated {request.purpose.value} call to a contact in a mini-TCPA state"
 
 
@@ -275,6 +276,10 @@ def check_caps(facts: Facts, flags: StateFlags, at: datetime) -> tuple[list[Reas
                                   f"{len(recent)} attempts (voice and SMS together) in the 24 hours before "
                                   f"{_iso(at)}; {code} allows {cap}; free again at {_iso(state_free_at)}"))
     return reasons, free_at
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def _iso(when: datetime) -> str:

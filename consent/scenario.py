@@ -93,17 +93,26 @@ def parse_scenario(raw: Any) -> tuple[AttemptRequest, Facts, datetime]:
         scenario = ScenarioIn.model_validate(raw)
     except ValidationError as error:
         raise ScenarioError(_describe(error)) from None
+    return _checked(scenario)
+
+
+def _checked(scenario: ScenarioIn) -> tuple[AttemptRequest, Facts, datetime]:
     if scenario.channel is Channel.VOICE and scenario.voice is None:
         raise ScenarioError("voice: required when channel is voice (live, prerecorded or artificial)")
     return _request(scenario), _facts(scenario), scenario.at
 
 
-def parse_scenario_text(text: str) -> tuple[AttemptRequest, Facts, datetime]:
+def parse_scenario_text(text: str | bytes) -> tuple[AttemptRequest, Facts, datetime]:
+    """Like parse_scenario, straight from JSON text (pydantic parses and validates in one pass)."""
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ScenarioError(f"not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
-    return parse_scenario(raw)
+        scenario = ScenarioIn.model_validate_json(text)
+    except ValidationError as error:
+        if error.errors()[0]["type"] == "json_invalid":
+            raise ScenarioError(f"not valid JSON: {error.errors()[0]['msg']}") from None
+        if error.errors()[0]["type"] == "model_type":
+            raise ScenarioError("scenario: expected a JSON object") from None
+        raise ScenarioError(_describe(error)) from None
+    return _checked(scenario)
 
 
 def _describe(error: ValidationError) -> str:
@@ -130,7 +139,7 @@ def _request(scenario: ScenarioIn) -> AttemptRequest:
     voice = scenario.voice if scenario.channel is Channel.VOICE else None
     return AttemptRequest(channel=scenario.channel, purpose=scenario.purpose, voice=voice,
                           automated=scenario.automated, line_type=contact.line_type,
-                          location=location, phone=contact.phone)
+                          location=location, phone=contact.phone, zip=contact.zip, state=contact.state)
 
 
 def _facts(scenario: ScenarioIn) -> Facts:
@@ -147,6 +156,29 @@ def _facts(scenario: ScenarioIn) -> Facts:
         internal_dnc=dnc.internal, litigator=dnc.litigator,
         last_transaction_at=ebr.last_transaction_at, last_inquiry_at=ebr.last_inquiry_at,
         history=tuple(PriorAttempt(h.at, h.channel) for h in scenario.history))
+
+
+def scenario_to_dict(request: AttemptRequest, facts: Facts, at: datetime) -> dict[str, Any]:
+    """The scenario a decision was made from, in contract form: what a stored decision replays."""
+    national = facts.national_dnc
+    return {
+        "at": iso_utc(at), "channel": request.channel.value, "purpose": request.purpose.value,
+        "voice": request.voice.value if request.voice else None, "automated": request.automated,
+        "contact": {"phone": request.phone, "state": request.state, "zip": request.zip,
+                    "line_type": request.line_type.value},
+        "consents": [{"kind": c.kind.value, "channels": sorted(c.channels), "purposes": sorted(c.purposes),
+                      "granted_at": iso_utc(c.granted_at), "expires_at": iso_utc(c.expires_at),
+                      "evidence": c.evidence} for c in facts.consents],
+        "revocations": [{"at": iso_utc(r.at), "channels": sorted(r.channels), "via": r.via}
+                        for r in facts.revocations],
+        "dnc": {"national": None if national is None else {
+                    "listed": national.listed, "registered_on": national.registered_on,
+                    "synced_at": iso_utc(national.synced_at)},
+                "state": list(facts.state_dnc), "internal": facts.internal_dnc, "litigator": facts.litigator},
+        "ebr": {"last_transaction_at": iso_utc(facts.last_transaction_at),
+                "last_inquiry_at": iso_utc(facts.last_inquiry_at)},
+        "history": [{"at": iso_utc(h.at), "channel": h.channel.value} for h in facts.history],
+    }
 
 
 def iso_utc(when: datetime | None) -> str | None:

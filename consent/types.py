@@ -114,6 +114,8 @@ class AttemptRequest:
     line_type: LineType
     location: Location
     phone: str = ""                  # as given, for the record
+    zip: str | None = None           # as given
+    state: str | None = None         # as given
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,59 @@
+"""Replay: re-derive a stored decision from its stored scenario and the rule pack it named."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from consent.gate import evaluate
+from consent.rules import RulePack, canonical_json
+from consent.scenario import ScenarioError, decision_to_dict, parse_scenario
+from outbound.db import ensure_schema, get_engine, session_scope
+from outbound.decisions import load_decision
+
+
+class ReplayNotFound(LookupError):
+    """No stored decision has that id."""
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    decision_id: str
+    decided_at: str
+    rules_version: str
+    identical: bool
+    stored: str
+    replayed: str
+    difference: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def replay_decision(decision_id: str, engine=None) -> ReplayResult:
+    engine = engine or get_engine()
+    ensure_schema(engine)
+    with session_scope(engine) as session:
+        found = load_decision(session, decision_id)
+        if found is None:
+            raise ReplayNotFound(f"no stored decision with id {decision_id!r}")
+        row, pack_json = found
+        return replay_row(row.id, row.decided_at.isoformat(), row.scenario, row.decision, pack_json)
+
+
+def replay_row(decision_id: str, decided_at: str, scenario: str, stored: str, pack_json: str) -> ReplayResult:
+    pack = RulePack.from_json(pack_json)
+    try:
+        request, facts, at = parse_scenario(json.loads(scenario))
+        replayed = canonical_json(decision_to_dict(evaluate(request, facts, pack, at)))
+    except ScenarioError as error:
+        replayed = canonical_json({"error": str(error)})
+    return ReplayResult(decision_id=decision_id, decided_at=decided_at, rules_version=pack.version,
+                        identical=replayed == stored, stored=stored, replayed=replayed,
+                        difference=_difference(json.loads(stored), json.loads(replayed)))
+
+
+def _difference(stored: dict, replayed: dict) -> str:
+    changed = [key for key in sorted(set(stored) | set(replayed)) if stored.get(key) != replayed.get(key)]
+    if not changed:
+        return ""
+    return "; ".join(f"{key}: stored {stored.get(key)!r}, now {replayed.get(key)!r}" for key in changed)
