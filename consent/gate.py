@@ -256,7 +256,7 @@ def check_windows(request: AttemptRequest, rules: RulePack, at: datetime, ts: fl
     reasons: dict[str, Reason] = {}
     for zone, constraint, local in windows.violated(rules, location.timezones, location.states, at):
         code = "holiday" if constraint.kind == "holiday" else "calling_window"
-        reasons.setdefault(constraint.rule, Reason(code, constraint.rule, windows.describe(constraint, local)))
+        reasons.setdefault(constraint.rule, Reason(code, constraint.rule, windows.describe(rules, constraint, local)))
     return list(reasons.values())
 
 

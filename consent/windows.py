@@ -10,6 +10,7 @@ a contact is the intersection over its candidate zones. Results are cached in th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -38,25 +39,31 @@ Span = tuple[float, float]
 
 
 def zone_day_constraints(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> tuple[Constraint, ...]:
-    key = ("constraints", zone, states, day)
-    cached = pack.cache.get(key)
-    if cached is None:
-        cached = pack.cache[key] = _constraints(pack, zone, states, day)
-    return cached
-
-
-def _constraints(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> tuple[Constraint, ...]:
-    tz = ZoneInfo(zone)
-    federal = pack.federal.hours
-    found = [Constraint("federal.hours", "hours", None, *_local_span(tz, day, federal), federal)]
+    """The federal constraint first, then each candidate state's, for one zone and local date."""
+    found = [*_rule_constraints(pack, zone, None, day)]
     for code in states:
-        rule = pack.state_rule(code, day)
-        if rule is not None:
-            found.extend(_state_constraints(pack, rule, tz, day))
+        found.extend(_rule_constraints(pack, zone, code, day))
     return tuple(found)
 
 
-def _state_constraints(pack: RulePack, rule: StateRule, tz: ZoneInfo, day: date) -> list[Constraint]:
+def _rule_constraints(pack: RulePack, zone: str, code: str | None, day: date) -> tuple[Constraint, ...]:
+    # Cached per single state, not per combination: contacts share states far more than sets.
+    key = ("constraints", zone, code, day)
+    cached = pack.cache.get(key)
+    if cached is None:
+        cached = pack.cache[key] = _compute_rule_constraints(pack, zone, code, day)
+    return cached
+
+
+def _compute_rule_constraints(pack: RulePack, zone: str, code: str | None, day: date) -> tuple[Constraint, ...]:
+    if code is None:
+        federal = pack.federal.hours
+        return (Constraint("federal.hours", "hours", None, *_local_span(zone, day, federal), federal),)
+    rule = pack.state_rule(code, day)
+    return () if rule is None else tuple(_state_constraints(pack, rule, zone, day))
+
+
+def _state_constraints(pack: RulePack, rule: StateRule, zone: str, day: date) -> list[Constraint]:
     found = []
     holiday = holiday_name(pack, rule, day)
     if holiday:
@@ -65,10 +72,10 @@ def _state_constraints(pack: RulePack, rule: StateRule, tz: ZoneInfo, day: date)
     if hours is None:
         found.append(Constraint(f"state.{rule.code}.hours", "closed", rule.code, None, None, None))
         return found
-    start, end = _local_span(tz, day, hours)
+    start, end = _local_span(zone, day, hours)
     note = ""
     if rule.standard_time:
-        std_start, std_end = _standard_span(tz, day, hours)
+        std_start, std_end = _standard_span(zone_info(zone), day, hours)
         if (std_start, std_end) != (start, end):
             note = "hours are in standard time"
         start, end = max(start, std_start), min(end, std_end)
@@ -76,14 +83,22 @@ def _state_constraints(pack: RulePack, rule: StateRule, tz: ZoneInfo, day: date)
     return found
 
 
-def _local_span(tz: ZoneInfo, day: date, hours: DayHours) -> Span:
-    return _local_instant(tz, day, hours.start), _local_instant(tz, day, hours.end)
+@lru_cache(maxsize=None)
+def zone_info(zone: str) -> ZoneInfo:
+    # ZoneInfo keeps only a few instances alive; re-reading tzdata files is the slow part.
+    return ZoneInfo(zone)
 
 
-def _local_instant(tz: ZoneInfo, day: date, minutes: int) -> float:
+def _local_span(zone: str, day: date, hours: DayHours) -> Span:
+    return local_instant(zone, day, hours.start), local_instant(zone, day, hours.end)
+
+
+@lru_cache(maxsize=1 << 18)
+def local_instant(zone: str, day: date, minutes: int) -> float:
+    """UTC seconds of a local wall-clock time; shared by every state whose window uses it."""
     if minutes == 24 * 60:
         day, minutes = day + timedelta(days=1), 0
-    return datetime(day.year, day.month, day.day, minutes // 60, minutes % 60, tzinfo=tz).timestamp()
+    return datetime(day.year, day.month, day.day, minutes // 60, minutes % 60, tzinfo=zone_info(zone)).timestamp()
 
 
 def _standard_span(tz: ZoneInfo, day: date, hours: DayHours) -> Span:
@@ -96,6 +111,15 @@ def _standard_span(tz: ZoneInfo, day: date, hours: DayHours) -> Span:
 
 def zone_day_window(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> Span | None:
     """The intersection of every constraint on that local date, or None when nothing is left."""
+    key = ("window", zone, states, day)
+    try:
+        return pack.cache[key]
+    except KeyError:
+        window = pack.cache[key] = _zone_day_window(pack, zone, states, day)
+        return window
+
+
+def _zone_day_window(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> Span | None:
     start, end = float("-inf"), float("inf")
     for constraint in zone_day_constraints(pack, zone, states, day):
         if constraint.start is None:
@@ -122,7 +146,7 @@ def _allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ..
 
 
 def _zone_spans(pack: RulePack, zone: str, states: tuple[str, ...], day_start: int, day_end: int) -> list[Span]:
-    tz = ZoneInfo(zone)
+    tz = zone_info(zone)
     first = datetime.fromtimestamp(day_start, tz).date()
     last = datetime.fromtimestamp(day_end - 1, tz).date()
     spans = []
@@ -151,10 +175,12 @@ def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
 
 
 def is_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> bool:
-    for start, end in allowed_spans(pack, zones, states, int(ts // DAY)):
-        if start <= ts < end:
-            return True
-    return False
+    """Inside the day's window in every candidate zone (each zone on its own local date)."""
+    for zone in zones:
+        window = zone_day_window(pack, zone, states, datetime.fromtimestamp(ts, zone_info(zone)).date())
+        if window is None or not window[0] <= ts < window[1]:
+            return False
+    return True
 
 
 def next_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> float | None:
@@ -172,7 +198,7 @@ def violated(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], at
     ts = at.timestamp()
     found = []
     for zone in zones:
-        local = at.astimezone(ZoneInfo(zone))
+        local = at.astimezone(zone_info(zone))
         constraints = zone_day_constraints(pack, zone, states, local.date())
         federal = constraints[0]
         for constraint in constraints:
@@ -185,8 +211,16 @@ def violated(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], at
     return found
 
 
-def describe(constraint: Constraint, local: datetime) -> str:
-    """A sentence a compliance reviewer can check against the rule."""
+def describe(pack: RulePack, constraint: Constraint, local: datetime) -> str:
+    """A sentence a compliance reviewer can check against the rule (cached: defers repeat)."""
+    key = ("describe", constraint, local.hour, local.minute, local.fold, local.tzinfo)
+    text = pack.cache.get(key)
+    if text is None:
+        text = pack.cache[key] = _describe(constraint, local)
+    return text
+
+
+def _describe(constraint: Constraint, local: datetime) -> str:
     where = f"in {constraint.state}" if constraint.state else "under the federal rule"
     clock = f"{local:%H:%M} {local.tzname()}"
     weekday = WEEKDAY_NAMES[local.weekday()]
