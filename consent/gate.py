@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 from consent import windows
 from consent.rules import RulePack
 from consent.types import (
-    AttemptRequest, Channel, ConsentGrant, ConsentKind, ConsentNeed, Decision, Facts, LineType,
+    AttemptRequest, Channel, ConsentGrant, ConsentKind, ConsentNeed, Decision, Facts, LineType, Location,
     Purpose, Reason, Verdict, VoiceKind,
 )
 
@@ -36,7 +36,7 @@ def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetim
                         f"{request.phone!r} is not a valid NANP (+1) number")
         return _decision(Verdict.BLOCK, [reason], None, request, rules, ConsentNeed.NONE)
     ts = at.timestamp()
-    flags = state_flags(rules, location.states, ts)
+    flags = state_flags(rules, location, ts)
     need = consent_needed(request, flags)
     standing = consent_standing(request, facts, at)
     reasons = [*check_location(request), *check_dnc(request, facts, rules, at, standing),
@@ -162,15 +162,19 @@ class StateFlags:
     automated_needs_written: bool
 
 
-def state_flags(rules: RulePack, states: tuple[str, ...], ts: float) -> StateFlags:
-    utc_day = int(ts // 86400)
-    key = ("state_flags", states, utc_day)
+def state_flags(rules: RulePack, location: Location, ts: float) -> StateFlags:
+    """Flags of every state entry in force on any candidate zone's local date (entries take
+    effect on local dates, as windows do); the UTC date when no zone is known."""
+    days = tuple(sorted({datetime.fromtimestamp(ts, windows.zone_info(zone)).date()
+                         for zone in location.timezones})) or (date.fromordinal(_EPOCH_ORDINAL + int(ts // 86400)),)
+    key = ("state_flags", location.states, days)
     flags = rules.cache.get(key)
     if flags is None:
-        day = date.fromordinal(_EPOCH_ORDINAL + utc_day)
-        found = [rule for rule in (rules.state_rule(code, day) for code in states) if rule is not None]
+        found = [rule for code in location.states for day in days
+                 if (rule := rules.state_rule(code, day)) is not None]
+        caps = {rule.code: rule.cap_per_24h for rule in found if rule.cap_per_24h}
         flags = rules.cache[key] = StateFlags(
-            caps=tuple((rule.code, rule.cap_per_24h) for rule in found if rule.cap_per_24h),
+            caps=tuple(sorted(caps.items())),
             automated_needs_written=any(rule.automated_needs_written_consent for rule in found))
     return flags
 

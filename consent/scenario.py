@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from consent.location import UnknownState, resolve_location
+from consent.location import UnknownState, known_states, resolve_location
 from consent.types import (
     AttemptRequest, Channel, ConsentGrant, ConsentKind, Decision, Facts, LineType, NationalDnc,
     PriorAttempt, Purpose, RevocationFact, VoiceKind,
@@ -132,6 +132,9 @@ def _describe(error: ValidationError) -> str:
 
 def _request(scenario: ScenarioIn) -> AttemptRequest:
     contact = scenario.contact
+    _check_state_code(contact.state, "contact.state")
+    for index, code in enumerate(scenario.dnc.state):
+        _check_state_code(code, f"dnc.state.{index}")
     try:
         location = resolve_location(contact.phone, contact.zip, contact.state)
     except UnknownState as error:
@@ -140,6 +143,11 @@ def _request(scenario: ScenarioIn) -> AttemptRequest:
     return AttemptRequest(channel=scenario.channel, purpose=scenario.purpose, voice=voice,
                           automated=scenario.automated, line_type=contact.line_type,
                           location=location, phone=contact.phone, zip=contact.zip, state=contact.state)
+
+
+def _check_state_code(code: str | None, field: str) -> None:
+    if code is not None and code.upper() not in known_states():
+        raise ScenarioError(f"{field}: unknown state code {code!r}: use a two-letter USPS code such as NY")
 
 
 def _facts(scenario: ScenarioIn) -> Facts:
