@@ -8,6 +8,12 @@ import typer
 # One line per command module; a module registers its own group or commands.
 COMMAND_MODULES = (
     "outbound.commands.gate_cmd",
+    "outbound.commands.demo_cmd",
+    "outbound.commands.db_cmd",
+    "outbound.commands.audit_cmd",
+    "outbound.commands.consent_cmd",
+    "outbound.commands.import_cmd",
+    "outbound.commands.dnc_cmd",
 )
 
 

@@ -1,0 +1,258 @@
+"""The append-only, hash-chained audit log.
+
+Each event's hash covers its own content and the hash of the event before it:
+
+    hash = sha256(canonical_json({id, at, actor, action, subject, payload, prev_hash}))
+
+with `at` in ISO 8601 UTC ending in `Z` and the first event's prev_hash 64 zeros. The single
+`audit_head` row holds the id and hash of the last event: it serialises appends and lets `verify`
+notice events cut from the end, which no link inside the chain could reveal.
+
+`append` is also the callback other packages receive (`consent` may not import `outbound`), so
+its signature is the contract:
+
+    append(session, *, actor, action, subject, payload, at) -> AuditEvent
+
+It writes inside the caller's transaction and does not commit: the event is stored if and only
+if the change it records is.
+
+What the chain proves: any edit, deletion, insertion or reordering of stored events is found,
+unless whoever made it also recomputed every later hash and the head. Publishing the head hash
+outside the database from time to time (a report, a ticket) closes that gap.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import ColumnElement, String, func, select, type_coerce
+from sqlmodel import Session
+
+from outbound.db import insert_ignoring_duplicates
+from outbound.models import AuditEvent, AuditHead
+
+GENESIS_HASH = "0" * 64
+HEAD_ID = 1
+VERIFY_BATCH = 10_000      # rows fetched per round trip while verifying; memory stays flat
+
+
+# --- canonical JSON ---------------------------------------------------------------------------
+
+def canonical_json(value: Any) -> str:
+    """The one serialisation hashes and stored decisions are computed over: sorted keys, no
+    whitespace, UTF-8 kept as is. Aware datetimes become ISO UTC with `Z`; anything else that
+    JSON cannot hold is refused rather than stringified, so the text is a faithful record."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso_utc(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} {value!r} in canonical JSON: "
+                    "convert it to a string, number, list or dict first")
+
+
+def iso_utc(at: datetime) -> str:
+    """`2026-07-15T16:00:00.000000Z`: always microseconds, so one instant has one spelling."""
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at.isoformat()}: audit instants need a time zone (UTC)")
+    return at.astimezone(timezone.utc).isoformat(timespec="microseconds")[:-len("+00:00")] + "Z"
+
+
+def event_hash(*, id: int, at: datetime, actor: str, action: str, subject: str | None,
+               payload: Any, prev_hash: str) -> str:
+    """sha256 of canonical_json({id, at, actor, action, subject, payload, prev_hash})."""
+    return _hash_event_text(id, iso_utc(at), actor, action, subject, canonical_json(payload),
+                            prev_hash)
+
+
+# The string encoder json.dumps(ensure_ascii=False) itself uses (the C one when available).
+_json_string = json.encoder.encode_basestring
+
+
+def _hash_event_text(event_id: int, at_iso: str, actor: str, action: str, subject: str | None,
+                     payload_json: str, prev_hash: str) -> str:
+    # canonical_json of the event, written out key by key in sorted order (action, actor, at,
+    # id, payload, prev_hash, subject) with the stored canonical payload spliced in as is, so
+    # verify hashes a million events without parsing and re-serialising every payload.
+    # test_audit checks this equals sha256(canonical_json(document)) on arbitrary content.
+    text = "".join((
+        '{"action":', _json_string(action), ',"actor":', _json_string(actor),
+        ',"at":"', at_iso, '","id":', str(event_id), ',"payload":', payload_json,
+        ',"prev_hash":', _json_string(prev_hash),
+        ',"subject":', "null" if subject is None else _json_string(subject), "}",
+    ))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- append -----------------------------------------------------------------------------------
+
+def append(session: Session, *, actor: str, action: str, subject: str | None, payload: dict,
+           at: datetime) -> AuditEvent:
+    """Add one event at the end of the chain, in the caller's transaction (flushed, not
+    committed). Concurrent appenders queue on the head row, so ids and links never fork."""
+    payload_json = canonical_json(payload)
+    at = _as_utc(at)
+    head = _lock_head(session)
+    event_id = head.last_id + 1
+    digest = _hash_event_text(event_id, iso_utc(at), actor, action, subject, payload_json,
+                              head.last_hash)
+    event = AuditEvent(id=event_id, at=at, actor=actor, action=action, subject=subject,
+                       payload=payload_json, prev_hash=head.last_hash, hash=digest)
+    head.last_id, head.last_hash = event_id, digest
+    session.add(event)
+    session.add(head)
+    session.flush()
+    return event
+
+
+def _as_utc(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError(f"naive datetime {at.isoformat()}: audit instants need a time zone (UTC)")
+    return at.astimezone(timezone.utc)
+
+
+def _lock_head(session: Session) -> AuditHead:
+    # The insert comes first on purpose: on SQLite it is the statement that takes the write
+    # lock, so the head read below cannot be stale; on PostgreSQL it creates the head once even
+    # when the first two appends race. FOR UPDATE then holds the head until the caller commits.
+    insert_ignoring_duplicates(session, AuditHead.__table__,
+                               {"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH})
+    statement = (select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+                 .execution_options(populate_existing=True))
+    return session.execute(statement).scalar_one()
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BrokenLink:
+    event_id: int
+    reason: str
+    expected_hash: str | None = None
+    found_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    events_checked: int
+    last_id: int                       # id of the last event read (0 when there is none)
+    broken: BrokenLink | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def verify(session: Session) -> VerifyResult:
+    """Walk the chain once, in id order, streaming rows; stop at the first broken link.
+
+    Checks, for each event: its id follows the previous one, its prev_hash is the previous
+    event's hash, and its hash is the hash of its content; then that the head names the last
+    event. Reads one snapshot (see `_begin_snapshot`), so appends running meanwhile are not
+    mistaken for tampering."""
+    _begin_snapshot(session)
+    head = session.execute(select(AuditHead.last_id, AuditHead.last_hash)
+                           .where(AuditHead.id == HEAD_ID)).one_or_none()
+    checked, last_id, last_hash = 0, 0, GENESIS_HASH
+    for row in _stream_events(session):
+        event_id, at_iso, actor, action, subject, payload_json, prev_hash, stored_hash = row
+        # The common case (an intact link) costs one hash and three comparisons; the ordered
+        # diagnosis runs only once, on the first link that fails.
+        if (event_id != last_id + 1 or prev_hash != last_hash or stored_hash != _hash_event_text(
+                event_id, at_iso, actor, action, subject, payload_json, prev_hash)):
+            broken = _diagnose(row, expected_id=last_id + 1, prev_hash=last_hash)
+            return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken=broken)
+        checked, last_id, last_hash = checked + 1, event_id, stored_hash
+    broken = _check_head(head, last_id=last_id, last_hash=last_hash)
+    return VerifyResult(ok=broken is None, events_checked=checked, last_id=last_id, broken=broken)
+
+
+def _begin_snapshot(session: Session) -> None:
+    # Events and head must come from one snapshot, or an append committed between the two reads
+    # looks like a row added behind the head's back. PostgreSQL: REPEATABLE READ (only possible
+    # before the session's transaction starts; a caller already inside one owns its isolation).
+    # SQLite: pysqlite runs SELECTs outside any transaction, so open one explicitly.
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql" and not session.in_transaction():
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    elif dialect == "sqlite":
+        connection = session.connection()
+        if not connection.connection.dbapi_connection.in_transaction:
+            connection.exec_driver_sql("BEGIN")
+
+
+def _stream_events(session: Session) -> Iterator[Any]:
+    # Core rows on the session's connection (the ORM adds ~1 µs a row), fetched VERIFY_BATCH at
+    # a time (a server-side cursor on PostgreSQL), with `at` already spelled as iso_utc spells it.
+    statement = (select(AuditEvent.id, _at_iso_sql(session.get_bind().dialect.name),
+                        AuditEvent.actor, AuditEvent.action, AuditEvent.subject,
+                        AuditEvent.payload, AuditEvent.prev_hash, AuditEvent.hash)
+                 .order_by(AuditEvent.id).execution_options(yield_per=VERIFY_BATCH))
+    yield from session.connection().execute(statement)
+
+
+def _at_iso_sql(dialect: str) -> ColumnElement[str]:
+    """`at` as iso_utc() would format it, computed by the database: parsing a million
+    timestamps into datetimes only to print them again would double the time verify takes."""
+    raw_at = type_coerce(AuditEvent.at, String)            # skip UTCDateTime's conversion
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", AuditEvent.at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+    if dialect == "sqlite":
+        # SQLAlchemy stores SQLite datetimes as text, "YYYY-MM-DD HH:MM:SS.ffffff" (UTC, see
+        # UTCDateTime); test_audit checks this agrees with iso_utc().
+        return func.replace(raw_at, " ", "T").concat("Z")
+    raise NotImplementedError(f"audit verify: unsupported database {dialect!r}")
+
+
+def _diagnose(row: Any, *, expected_id: int, prev_hash: str) -> BrokenLink:
+    event_id, at_iso, actor, action, subject, payload_json, found_prev_hash, stored_hash = row
+    # Order matters: a missing id explains everything after it; a bad link on a row that is
+    # otherwise intact means a row was removed or slipped in before this one; only a row that
+    # links correctly but does not hash to its stored value was edited in place.
+    if event_id != expected_id:
+        cause = " (rows deleted before it)" if event_id > expected_id else ""
+        return BrokenLink(event_id, f"id gap: expected event {expected_id}, found {event_id}{cause}")
+    if found_prev_hash != prev_hash:
+        return BrokenLink(event_id, f"prev_hash does not match event {expected_id - 1} "
+                                    "(row deleted or inserted before it)",
+                          expected_hash=prev_hash, found_hash=found_prev_hash)
+    recomputed = _hash_event_text(event_id, at_iso, actor, action, subject, payload_json,
+                                  found_prev_hash)
+    return BrokenLink(event_id, "hash mismatch (row edited)",
+                      expected_hash=recomputed, found_hash=stored_hash)
+
+
+def _check_head(head: Any, *, last_id: int, last_hash: str) -> BrokenLink | None:
+    if head is None:
+        if last_id == 0:
+            return None                          # nothing was ever appended
+        return BrokenLink(last_id, f"audit head row is missing but events exist up to {last_id}")
+    if head.last_id > last_id:
+        return BrokenLink(last_id + 1, f"head points to {head.last_id} but last event is {last_id} "
+                                       "(rows cut from the end)",
+                          expected_hash=head.last_hash, found_hash=last_hash)
+    if head.last_id < last_id:
+        return BrokenLink(head.last_id + 1, f"head points to {head.last_id} but last event is "
+                                            f"{last_id} (rows added without moving the head)",
+                          expected_hash=head.last_hash, found_hash=last_hash)
+    if head.last_hash != last_hash:
+        return BrokenLink(last_id, f"head hash does not match event {last_id} "
+                                   "(last event or head replaced)",
+                          expected_hash=head.last_hash, found_hash=last_hash)
+    return None
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def recent_events(session: Session, limit: int = 20) -> list[AuditEvent]:
+    """The last `limit` events, oldest first."""
+    statement = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    return list(reversed(session.execute(statement).scalars().all()))

@@ -1,0 +1,90 @@
+"""Stored gate decisions: the inputs, the result and the rule pack, so any one can be replayed.
+
+A decision is stored with the canonical JSON of the scenario it was derived from and of the
+decision itself, and with a snapshot of the rule pack under its version, in the same transaction
+as its audit event: a decision without its audit event, or the reverse, can not be committed.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import phonenumbers
+from sqlalchemy import select
+from sqlmodel import Session
+
+from outbound import audit
+from outbound.audit import canonical_json
+from outbound.db import insert_ignoring_duplicates
+from outbound.models import Decision, RulePackSnapshot
+
+DECISION_ACTION = "gate.decision"
+VERDICTS = ("allow", "defer", "block")
+
+
+class RulePackConflict(RuntimeError):
+    """Two different rule packs claim the same version: replay could not tell which one held."""
+
+
+def store_decision(session: Session, *, scenario: dict, decision: dict, rules_version: str,
+                   rule_pack_json: str, attempt_id: int | None, actor: str,
+                   at: datetime) -> Decision:
+    """Store one decision (flushed, not committed) with its audit event; `at` is the instant
+    it was made. Raises RulePackConflict if `rules_version` is on file with another pack."""
+    if decision.get("verdict") not in VERDICTS:
+        raise ValueError(f"decision verdict must be one of {', '.join(VERDICTS)}, "
+                         f"not {decision.get('verdict')!r}")
+    if decision.get("rules_version", rules_version) != rules_version:
+        raise ValueError(f"decision names rules_version {decision['rules_version']!r} "
+                         f"but was stored under {rules_version!r}")
+    ensure_rule_pack(session, rules_version, rule_pack_json, at)
+    phone = subject_phone(scenario)
+    row = Decision(id=uuid.uuid4().hex, attempt_id=attempt_id, phone=phone,
+                   verdict=str(decision["verdict"]), rules_version=rules_version,
+                   scenario=canonical_json(scenario), decision=canonical_json(decision),
+                   decided_at=at, created_at=at)
+    session.add(row)
+    session.flush()
+    audit.append(session, actor=actor, action=DECISION_ACTION, subject=row.id, at=at, payload={
+        "verdict": row.verdict,
+        "reasons": [reason["code"] for reason in decision.get("reasons", ())],
+        "rules_version": rules_version,
+        "phone": phone,
+    })
+    return row
+
+
+def ensure_rule_pack(session: Session, version: str, pack_json: str, at: datetime) -> None:
+    """Snapshot the pack under `version` unless it is already there (racing writers are fine);
+    a version already stored with different content is refused."""
+    inserted = insert_ignoring_duplicates(session, RulePackSnapshot.__table__,
+                                          {"version": version, "pack": pack_json, "created_at": at})
+    if inserted:
+        return
+    stored = session.execute(select(RulePackSnapshot.pack)
+                             .where(RulePackSnapshot.version == version)).scalar_one()
+    if stored != pack_json:
+        raise RulePackConflict(f"rule pack version {version!r} is already stored with different "
+                               "content; give the changed pack a new version")
+
+
+def load_decision(session: Session, decision_id: str) -> tuple[Decision, str] | None:
+    """The stored decision and the JSON of the rule pack it was made under, or None."""
+    statement = (select(Decision, RulePackSnapshot.pack)
+                 .join(RulePackSnapshot, RulePackSnapshot.version == Decision.rules_version)
+                 .where(Decision.id == decision_id))
+    found = session.execute(statement).one_or_none()
+    return None if found is None else (found[0], found[1])
+
+
+def subject_phone(scenario: dict) -> str:
+    """The contact's number in E.164 when it is a valid number, else as given: an invalid
+    number is decided (blocked) too, and its record must still say what was asked."""
+    raw = str((scenario.get("contact") or {}).get("phone") or "")
+    try:
+        number = phonenumbers.parse(raw, "US")
+    except phonenumbers.NumberParseException:
+        return raw
+    if not phonenumbers.is_valid_number(number):
+        return raw
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

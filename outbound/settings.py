@@ -1,0 +1,127 @@
+"""Settings of one `outbound` process, read from the environment and a `.env` file.
+
+The environment wins over `.env`, so a deployment can override a checked-in file without editing
+it. `.env` is read from the current directory: the directory `outbound` is started in is the
+installation. The parser is deliberately small (KEY=VALUE lines, `#` comments, an optional
+`export ` prefix, optional single or double quotes) so that no dependency is needed for it.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_FILE_NAME = ".env"
+DEFAULT_DATA_DIR = "./.outbound"
+DEFAULT_TELEPHONY = "simulator"
+
+
+class SettingsError(ValueError):
+    """A setting or a `.env` line that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    telephony: str = DEFAULT_TELEPHONY              # simulator | twilio
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_api_base: str | None = None              # e.g. a local Prism mock of the Twilio API
+    public_url: str | None = None                   # the URL Twilio signs webhooks against
+
+
+def parse_env_file(text: str, source: str = ENV_FILE_NAME) -> dict[str, str]:
+    """KEY=VALUE pairs of a `.env` text. A line that is neither blank, a comment nor KEY=VALUE
+    raises, because a silently ignored line is a setting the operator thinks is in effect."""
+    values: dict[str, str] = {}
+    for line_no, raw_line in enumerate(text.splitlines(), start=1):
+        line = raw_line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.replace("_", "").isalnum():
+            raise SettingsError(f"{source}:{line_no}: expected KEY=VALUE, found {raw_line!r}")
+        values[key] = _unquote(value.strip(), f"{source}:{line_no}")
+    return values
+
+
+def _unquote(value: str, where: str) -> str:
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        end = value.find(quote, 1)
+        if end == -1:
+            raise SettingsError(f"{where}: unterminated {quote} quote in {value!r}")
+        rest = value[end + 1:].strip()
+        if rest and not rest.startswith("#"):
+            raise SettingsError(f"{where}: unexpected text {rest!r} after the quoted value")
+        return value[1:end]
+    # Unquoted: a ` #` starts a comment; a `#` inside a word (a URL fragment, a token) does not.
+    comment_at = value.find(" #")
+    return (value[:comment_at] if comment_at != -1 else value).strip()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    return parse_env_file(path.read_text(encoding="utf-8"), source=str(path))
+
+
+def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+    """Settings from `environ` (default: os.environ) over `env_file` (default: ./.env)."""
+    environ = os.environ if environ is None else environ
+    values = {**read_env_file(env_file or Path.cwd() / ENV_FILE_NAME), **environ}
+
+    def get(name: str) -> str | None:
+        value = values.get(name)
+        return value if value else None        # an empty variable means "not set"
+
+    data_dir = Path(get("OUTBOUND_DATA_DIR") or DEFAULT_DATA_DIR)
+    return Settings(
+        data_dir=data_dir,
+        database_url=get("OUTBOUND_DATABASE_URL") or default_database_url(data_dir),
+        telephony=get("OUTBOUND_TELEPHONY") or DEFAULT_TELEPHONY,
+        twilio_account_sid=get("OUTBOUND_TWILIO_ACCOUNT_SID"),
+        twilio_auth_token=get("OUTBOUND_TWILIO_AUTH_TOKEN"),
+        twilio_api_base=get("OUTBOUND_TWILIO_API_BASE"),
+        public_url=get("OUTBOUND_PUBLIC_URL"),
+    )
+
+
+def default_database_url(data_dir: Path) -> str:
+    # Absolute, so the URL means the same file whatever directory a later call runs in.
+    return f"sqlite:///{(data_dir / 'outbound.db').resolve()}"
+
+
+_cache: dict[tuple, Settings] = {}
+
+
+def get_settings() -> Settings:
+    """The process's settings. Cached under everything they are read from (the OUTBOUND_*
+    variables, the current directory and the `.env` file's modification time), so a test that
+    changes the environment or the directory gets fresh settings without having to reset."""
+    env_file = Path.cwd() / ENV_FILE_NAME
+    key = (_outbound_environ(), str(env_file), _mtime_ns(env_file))
+    settings = _cache.get(key)
+    if settings is None:
+        settings = _cache[key] = load_settings(env_file=env_file)
+    return settings
+
+
+def reset_settings() -> None:
+    _cache.clear()
+
+
+def _outbound_environ() -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("OUTBOUND_")))
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
