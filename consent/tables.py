@@ -12,6 +12,17 @@ from sqlmodel import Field, SQLModel
 
 from consent.sqltypes import UTCDateTime
 
+# Every table of the project shares SQLModel's metadata; this module defines the first ones, so
+# the naming convention is set here, before any constraint exists. Named constraints let later
+# SQLite batch migrations drop them by name.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
 
 def _instant(nullable: bool = False, index: bool = False):
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))

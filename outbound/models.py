@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from consent.sqltypes import UTCDateTime
+
 from consent.tables import (  # noqa: F401  (registers the consent tables in the metadata)
     BusinessRelationship, ConsentRecord, DncEntry, DncSource, Revocation,
 )
@@ -101,10 +102,30 @@ class Attempt(SQLModel, table=True):
     claimed_by: str | None = None
     lease_until: datetime | None = _instant(nullable=True)
     carrier_id: str | None = Field(default=None, unique=True)
+    carrier_status: str | None = Field(default=None, description="last status the carrier reported")
+    answered_by: str | None = Field(default=None, description="human | machine_* | fax | unknown (AMD)")
     outcome: str | None = None
+    error: str | None = Field(default=None, description="carrier or gate message when failed or blocked")
     decision_id: str | None = Field(default=None, foreign_key="decisions.id")
+    allow_expires_at: datetime | None = _instant(nullable=True)
+    dispatched_at: datetime | None = _instant(nullable=True)
+    last_event_at: datetime | None = _instant(nullable=True)
     created_at: datetime = _instant()
     updated_at: datetime = _instant()
+
+
+class CarrierEvent(SQLModel, table=True):
+    """Every webhook the carrier sent, once: handling is idempotent per (carrier id, event)."""
+
+    __tablename__ = "carrier_events"
+    __table_args__ = (UniqueConstraint("carrier_id", "event_key", name="uq_carrier_events_id_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    carrier_id: str = Field(index=True, description="CallSid or MessageSid")
+    event_key: str = Field(description="e.g. status:ringing, amd:machine_end_beep, sms:inbound")
+    attempt_id: int | None = Field(default=None, index=True)
+    received_at: datetime = _instant()
+    payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class RulePackSnapshot(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 22:25:23.225944
+Create Date: 2026-11-21 22:28:13.470340
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def upgrade() -> None:
     sa.Column('payload', sa.Text(), nullable=False),
     sa.Column('prev_hash', sa.String(), nullable=False),
     sa.Column('hash', sa.String(), nullable=False),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('hash')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events')),
+    sa.UniqueConstraint('hash', name=op.f('uq_audit_events_hash'))
     )
     op.create_index(op.f('ix_audit_events_action'), 'audit_events', ['action'], unique=False)
     op.create_index(op.f('ix_audit_events_subject'), 'audit_events', ['subject'], unique=False)
@@ -38,7 +38,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('last_id', sa.Integer(), nullable=False),
     sa.Column('last_hash', sa.String(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_head'))
     )
     op.create_table('business_relationships',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -49,7 +49,7 @@ def upgrade() -> None:
     sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('recorded_by', sa.String(), nullable=False),
     sa.Column('note', sa.String(), nullable=True),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_business_relationships'))
     )
     op.create_index(op.f('ix_business_relationships_phone'), 'business_relationships', ['phone'], unique=False)
     op.create_table('campaigns',
@@ -65,9 +65,21 @@ def upgrade() -> None:
     sa.Column('settings', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_campaigns'))
     )
     op.create_index(op.f('ix_campaigns_name'), 'campaigns', ['name'], unique=True)
+    op.create_table('carrier_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('carrier_id', sa.String(), nullable=False),
+    sa.Column('event_key', sa.String(), nullable=False),
+    sa.Column('attempt_id', sa.Integer(), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_carrier_events')),
+    sa.UniqueConstraint('carrier_id', 'event_key', name='uq_carrier_events_id_key')
+    )
+    op.create_index(op.f('ix_carrier_events_attempt_id'), 'carrier_events', ['attempt_id'], unique=False)
+    op.create_index(op.f('ix_carrier_events_carrier_id'), 'carrier_events', ['carrier_id'], unique=False)
     op.create_table('consent_records',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('phone', sa.String(), nullable=False),
@@ -83,9 +95,9 @@ def upgrade() -> None:
     sa.Column('superseded_by_id', sa.Integer(), nullable=True),
     sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('recorded_by', sa.String(), nullable=False),
-    sa.ForeignKeyConstraint(['superseded_by_id'], ['consent_records.id'], ),
-    sa.ForeignKeyConstraint(['supersedes_id'], ['consent_records.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['superseded_by_id'], ['consent_records.id'], name=op.f('fk_consent_records_superseded_by_id_consent_records')),
+    sa.ForeignKeyConstraint(['supersedes_id'], ['consent_records.id'], name=op.f('fk_consent_records_supersedes_id_consent_records')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_consent_records'))
     )
     op.create_index(op.f('ix_consent_records_phone'), 'consent_records', ['phone'], unique=False)
     op.create_table('dnc_sources',
@@ -100,7 +112,7 @@ def upgrade() -> None:
     sa.Column('loaded_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('loaded_by', sa.String(), nullable=False),
     sa.Column('meta', sa.JSON(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_dnc_sources'))
     )
     op.create_index(op.f('ix_dnc_sources_kind'), 'dnc_sources', ['kind'], unique=False)
     op.create_table('revocations',
@@ -112,14 +124,14 @@ def upgrade() -> None:
     sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('recorded_by', sa.String(), nullable=False),
     sa.Column('note', sa.String(), nullable=True),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_revocations'))
     )
     op.create_index(op.f('ix_revocations_phone'), 'revocations', ['phone'], unique=False)
     op.create_table('rule_packs',
     sa.Column('version', sa.String(), nullable=False),
     sa.Column('pack', sa.Text(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('version')
+    sa.PrimaryKeyConstraint('version', name=op.f('pk_rule_packs'))
     )
     op.create_table('decisions',
     sa.Column('id', sa.String(), nullable=False),
@@ -131,8 +143,8 @@ def upgrade() -> None:
     sa.Column('decision', sa.Text(), nullable=False),
     sa.Column('decided_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['rules_version'], ['rule_packs.version'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['rules_version'], ['rule_packs.version'], name=op.f('fk_decisions_rules_version_rule_packs')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_decisions'))
     )
     op.create_index(op.f('ix_decisions_attempt_id'), 'decisions', ['attempt_id'], unique=False)
     op.create_index(op.f('ix_decisions_decided_at'), 'decisions', ['decided_at'], unique=False)
@@ -151,8 +163,8 @@ def upgrade() -> None:
     sa.Column('removed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('removed_by', sa.String(), nullable=True),
     sa.Column('removal_reason', sa.String(), nullable=True),
-    sa.ForeignKeyConstraint(['source_id'], ['dnc_sources.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['source_id'], ['dnc_sources.id'], name=op.f('fk_dnc_entries_source_id_dnc_sources')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_dnc_entries'))
     )
     op.create_index('ix_dnc_entries_kind_phone', 'dnc_entries', ['list_kind', 'phone'], unique=False)
     op.create_table('list_imports',
@@ -167,8 +179,8 @@ def upgrade() -> None:
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('actor', sa.String(), nullable=False),
-    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_list_imports_campaign_id_campaigns')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_list_imports'))
     )
     op.create_index(op.f('ix_list_imports_campaign_id'), 'list_imports', ['campaign_id'], unique=False)
     op.create_table('contacts',
@@ -188,9 +200,9 @@ def upgrade() -> None:
     sa.Column('attributes', sa.JSON(), nullable=False),
     sa.Column('source_line', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
-    sa.ForeignKeyConstraint(['import_id'], ['list_imports.id'], ),
-    sa.PrimaryKeyConstraint('id'),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_contacts_campaign_id_campaigns')),
+    sa.ForeignKeyConstraint(['import_id'], ['list_imports.id'], name=op.f('fk_contacts_import_id_list_imports')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts')),
     sa.UniqueConstraint('campaign_id', 'e164', name='uq_contacts_campaign_e164')
     )
     op.create_index(op.f('ix_contacts_campaign_id'), 'contacts', ['campaign_id'], unique=False)
@@ -201,8 +213,8 @@ def upgrade() -> None:
     sa.Column('line', sa.Integer(), nullable=False),
     sa.Column('reason', sa.String(), nullable=False),
     sa.Column('row', sa.JSON(), nullable=False),
-    sa.ForeignKeyConstraint(['import_id'], ['list_imports.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.ForeignKeyConstraint(['import_id'], ['list_imports.id'], name=op.f('fk_import_rejects_import_id_list_imports')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_import_rejects'))
     )
     op.create_index(op.f('ix_import_rejects_import_id'), 'import_rejects', ['import_id'], unique=False)
     op.create_table('attempts',
@@ -216,15 +228,21 @@ def upgrade() -> None:
     sa.Column('claimed_by', sa.String(), nullable=True),
     sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('carrier_id', sa.String(), nullable=True),
+    sa.Column('carrier_status', sa.String(), nullable=True),
+    sa.Column('answered_by', sa.String(), nullable=True),
     sa.Column('outcome', sa.String(), nullable=True),
+    sa.Column('error', sa.String(), nullable=True),
     sa.Column('decision_id', sa.String(), nullable=True),
+    sa.Column('allow_expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_event_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
-    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], ),
-    sa.ForeignKeyConstraint(['decision_id'], ['decisions.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('carrier_id')
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_attempts_campaign_id_campaigns')),
+    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_attempts_contact_id_contacts')),
+    sa.ForeignKeyConstraint(['decision_id'], ['decisions.id'], name=op.f('fk_attempts_decision_id_decisions')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_attempts')),
+    sa.UniqueConstraint('carrier_id', name=op.f('uq_attempts_carrier_id'))
     )
     op.create_index(op.f('ix_attempts_campaign_id'), 'attempts', ['campaign_id'], unique=False)
     op.create_index(op.f('ix_attempts_contact_id'), 'attempts', ['contact_id'], unique=False)
@@ -260,6 +278,9 @@ def downgrade() -> None:
     op.drop_table('dnc_sources')
     op.drop_index(op.f('ix_consent_records_phone'), table_name='consent_records')
     op.drop_table('consent_records')
+    op.drop_index(op.f('ix_carrier_events_carrier_id'), table_name='carrier_events')
+    op.drop_index(op.f('ix_carrier_events_attempt_id'), table_name='carrier_events')
+    op.drop_table('carrier_events')
     op.drop_index(op.f('ix_campaigns_name'), table_name='campaigns')
     op.drop_table('campaigns')
     op.drop_index(op.f('ix_business_relationships_phone'), table_name='business_relationships')
