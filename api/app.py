@@ -4,16 +4,23 @@ from __future__ import annotations
 import importlib
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from api.validation_errors import request_validation_error
 
 # One line per router module; each exposes `router`.
 ROUTER_MODULES = (
     "api.routes.gate",
+    "api.routes.consent",
+    "api.routes.lists",
 )
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="outbound", version="0.1.0",
                   description="Outbound campaigns behind a deterministic compliance gate.")
+    # FastAPI's own 422 handler echoes the input and fails (500) on lone surrogates.
+    app.add_exception_handler(RequestValidationError, request_validation_error)
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
     return app

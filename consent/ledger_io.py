@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -52,10 +53,19 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 def _e164(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"give the phone as a string, not {type(value).__name__}")
-    number = parse_nanp(value.strip())
-    if number is None:
+    e164 = e164_or_none(value.strip())
+    if e164 is None:
         raise ValueError(f"not a valid NANP phone number: {value!r}")
-    return to_e164(number)
+    return e164
+
+
+@lru_cache(maxsize=65536)
+def e164_or_none(phone: str) -> str | None:
+    """The E.164 form of a valid NANP number, else None."""
+    # Parsing dominates the cost of a row, and one file often names a phone several times
+    # (its consent, its revocation, its business relationship).
+    number = parse_nanp(phone)
+    return None if number is None else to_e164(number)
 
 
 def _utc_instant(value: Any) -> datetime:
@@ -371,13 +381,28 @@ def load_json_bytes(data: bytes) -> LoadedFile:
     loaded = LoadedFile()
     text = _decode(data)
     start = len(text) - len(text.lstrip())
-    if text[start:start + 1] == "[":
+    if _is_json_lines(text, start):
+        _read_json_lines(text, loaded)
+    elif text[start:start + 1] == "[":
         _read_json_array(text, start, loaded)
-    elif text[start:start + 1] == "{" and _read_single_object(text, start, loaded):
-        pass
-    else:
+    elif not (text[start:start + 1] == "{" and _read_single_object(text, start, loaded)):
         _read_json_lines(text, loaded)
     return _reject_if_empty(loaded)
+
+
+def _is_json_lines(text: str, start: int) -> bool:
+    """True when the first line is a whole JSON value and more follows: a pretty-printed array or
+    object cannot look like that, and a JSON Lines file whose first row is junk still reads as
+    JSON Lines (so its later rows load)."""
+    line_end = text.find("\n", start)
+    if line_end == -1 or not text[line_end:].strip():
+        return False
+    first_line = text[start:line_end]
+    try:
+        _value, end = _decode_at(first_line, 0)
+    except ValueError:
+        return False
+    return not first_line[end:].strip()
 
 
 class _ObjectWithRepeatedKey(dict):
@@ -437,13 +462,27 @@ def _read_single_object(text: str, start: int, loaded: LoadedFile) -> bool:
     return True
 
 
+class _LineCounter:
+    """Line numbers of increasing positions in one text, counted incrementally: counting from the
+    start for every element would make a large array quadratic."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.position, self.line = text, 0, 1
+
+    def at(self, position: int) -> int:
+        self.line += self.text.count("\n", self.position, position)
+        self.position = position
+        return self.line
+
+
 def _read_json_array(text: str, start: int, loaded: LoadedFile) -> None:
     """Element by element, so each row keeps its line and a syntax error keeps the rows before it."""
+    lines = _LineCounter(text)
     position = _WHITESPACE.match(text, start + 1).end()
     if text.startswith("]", position):
         return _expect_end(text, position + 1, loaded)
     while True:
-        line = _line_of(text, position)
+        line = lines.at(position)
         try:
             value, position = _decode_at(text, position)
         except ValueError as error:
@@ -457,7 +496,7 @@ def _read_json_array(text: str, start: int, loaded: LoadedFile) -> None:
             return _expect_end(text, position + 1, loaded)
         else:
             where = "the file ends" if position >= len(text) else f"found {text[position]!r}"
-            loaded.reject(_line_of(text, position),
+            loaded.reject(lines.at(position),
                           f"JSON syntax error: expected ',' or ']' after an array element, {where}; "
                           f"the rest of the array was not read")
             return
@@ -471,7 +510,8 @@ def _expect_end(text: str, position: int, loaded: LoadedFile) -> None:
 
 
 def _read_json_lines(text: str, loaded: LoadedFile) -> None:
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Split on \n only: str.splitlines would also split inside a string holding U+2028 or \x1c.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

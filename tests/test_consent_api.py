@@ -1,0 +1,170 @@
+"""REST routes of the consent ledger: POST consent, revocations, business relationships; GET history."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlmodel import Session
+
+from api.routes import consent as consent_routes
+from api.validation_errors import request_validation_error
+from consent.tables import ConsentRecord, Revocation
+from outbound.db import session_scope
+from outbound.models import AuditEvent
+
+NOW = datetime(2026, 7, 15, 16, 0, tzinfo=timezone.utc)
+CONSENT = {"phone": "(212) 555-0123", "kind": "written", "channels": ["voice", "sms"],
+           "purposes": ["telemarketing"], "seller": "Acme", "granted_at": "2026-01-01T00:00:00Z",
+           "evidence": {"certificate_id": "CERT-1", "ip": "203.0.113.9",
+                        "page_url": "https://example.com/signup"}}
+
+
+@pytest.fixture
+def client(engine):
+    def session_override():
+        with session_scope(engine) as session:
+            yield session
+
+    app = FastAPI()
+    app.include_router(consent_routes.router)
+    app.add_exception_handler(RequestValidationError, request_validation_error)
+    app.dependency_overrides[consent_routes.get_session] = session_override
+    app.dependency_overrides[consent_routes.get_now] = lambda: NOW
+    with TestClient(app) as client:
+        yield client
+
+
+def audit_actions(engine) -> list[tuple[str, str]]:
+    with Session(engine) as session:
+        return [(e.action, e.actor) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+
+
+def test_the_consent_router_is_mounted_by_the_app():
+    from api.app import ROUTER_MODULES
+
+    assert "api.routes.consent" in ROUTER_MODULES
+
+
+def test_post_consent_stores_it_with_the_actor_of_the_x_actor_header(client, engine):
+    response = client.post("/v1/consent", json=CONSENT, headers={"X-Actor": "crm-sync"})
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["phone"] == "+12125550123" and body["recorded_by"] == "crm-sync"
+    assert body["evidence"] == {"certificate_id": "CERT-1", "ip": "203.0.113.9",
+                                "page_url": "https://example.com/signup"}
+    assert audit_actions(engine) == [("consent.granted", "crm-sync")]
+
+
+def test_posting_the_same_consent_again_answers_200_with_the_stored_record(client, engine):
+    first = client.post("/v1/consent", json=CONSENT).json()
+    again = client.post("/v1/consent", json=CONSENT)
+
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    with Session(engine) as session:
+        assert len(session.scalars(select(ConsentRecord)).all()) == 1
+
+
+def test_a_newer_consent_supersedes_and_the_actor_defaults_to_api(client, engine):
+    first = client.post("/v1/consent", json=CONSENT).json()
+    second = client.post("/v1/consent", json={**CONSENT, "granted_at": "2026-03-01T00:00:00Z"}).json()
+
+    assert second["supersedes"] == f"consent#{first['id']}"
+    assert audit_actions(engine) == [("consent.granted", "api"), ("consent.granted", "api"),
+                                     ("consent.superseded", "api")]
+
+
+@pytest.mark.parametrize("change,field,message", [
+    ({"phone": "555-0123"}, "phone", "not a valid NANP phone number"),
+    ({"kind": "verbal"}, "kind", "Input should be 'written' or 'express'"),
+    ({"channels": []}, "channels", "name at least one"),
+    ({"granted_at": "2026-01-01T00:00:00"}, "granted_at", "has no time zone"),
+    ({"granted_at": 1767225600}, "granted_at", "give an ISO 8601 instant as a string"),
+    ({"expiry": "2027-01-01T00:00:00Z"}, "expiry", "Extra inputs are not permitted"),
+    ({"evidence": {"ip": "not-an-ip"}}, "ip", "not an IPv4 or IPv6 address"),
+])
+def test_post_consent_answers_422_naming_the_field(client, engine, change, field, message):
+    response = client.post("/v1/consent", json={**CONSENT, **change})
+
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem["loc"][-1] == field and message in problem["msg"]
+    assert audit_actions(engine) == []
+
+
+def test_text_no_database_can_store_is_a_422_not_a_500(client, engine):
+    # A JSON "\ud800" escape decodes to a lone surrogate: neither PostgreSQL nor a UTF-8 answer
+    # can hold it.
+    body = json.dumps(CONSENT)[:-1] + ', "brand": "\\ud800"}'
+    response = client.post("/v1/consent", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 422
+    assert "brand: not valid UTF-8 text" in response.json()["detail"][0]["msg"]
+    assert audit_actions(engine) == []
+
+
+def test_post_revocation_is_committed_and_defaults_to_every_channel(client, engine):
+    response = client.post("/v1/revocations", headers={"X-Actor": "agent-7"},
+                           json={"phone": "2125550123", "via": "spoken", "received_at": "2026-07-15T15:59:00Z"})
+
+    assert response.status_code == 201, response.text
+    assert response.json()["channels"] == ["voice", "sms"]
+    with Session(engine) as session:
+        [revocation] = session.scalars(select(Revocation)).all()
+        assert (revocation.via, revocation.recorded_by) == ("spoken", "agent-7")
+    assert audit_actions(engine) == [("consent.revoked", "agent-7")]
+
+
+def test_post_revocation_refuses_an_unknown_via(client):
+    response = client.post("/v1/revocations", json={"phone": "2125550123", "via": "fax",
+                                                     "received_at": "2026-07-15T15:59:00Z"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "via"]
+
+
+def test_post_business_relationship(client, engine):
+    response = client.post("/v1/business-relationships",
+                           json={"phone": "2125550123", "last_inquiry_at": "2026-06-01T00:00:00Z"})
+    assert response.status_code == 201, response.text
+    assert response.json()["last_inquiry_at"] == "2026-06-01T00:00:00Z"
+
+    missing = client.post("/v1/business-relationships", json={"phone": "2125550123"})
+    assert missing.status_code == 422
+    assert "give last_transaction_at, last_inquiry_at or both" in json.dumps(missing.json())
+
+
+def test_get_consent_gives_the_history_in_time_order_and_what_the_gate_relies_on(client):
+    client.post("/v1/consent", json=CONSENT)
+    client.post("/v1/revocations", json={"phone": "2125550123", "channels": ["sms"], "via": "sms_stop",
+                                         "received_at": "2026-02-01T00:00:00Z"})
+
+    response = client.get("/v1/consent/%2B12125550123")
+
+    assert response.status_code == 200
+    view = response.json()
+    assert view["phone"] == "+12125550123" and view["at"] == "2026-07-15T16:00:00Z"
+    assert [(e["at"], e["event"]) for e in view["history"]] == [
+        ("2026-01-01T00:00:00Z", "consent_granted"), ("2026-02-01T00:00:00Z", "revocation")]
+    relied = {(r["channel"], r["purpose"]): r for r in view["relied_on"]}
+    assert relied["voice", "telemarketing"]["evidence"] == "consent#1 cert=CERT-1"
+    assert relied["sms", "telemarketing"]["evidence"] is None
+    assert "revoked for sms at 2026-02-01T00:00:00Z via sms_stop" in relied["sms", "telemarketing"]["reason"]
+
+
+def test_get_consent_filters_by_channel_and_purpose(client):
+    response = client.get("/v1/consent/2125550123", params={"channel": "sms", "purpose": "informational"})
+    assert response.status_code == 200
+    assert [(r["channel"], r["purpose"], r["need"]) for r in response.json()["relied_on"]] == [
+        ("sms", "informational", "express")]
+    assert response.json()["history"] == []
+
+
+def test_get_consent_of_an_invalid_phone_is_422_with_the_reason(client):
+    response = client.get("/v1/consent/12345")
+    assert response.status_code == 422
+    assert response.json() == {"detail": "not a valid NANP phone number: '12345'"}
