@@ -22,6 +22,7 @@ BLOCKING = frozenset({"invalid_number", "location_unknown", "dnc_internal", "dnc
                       "consent_missing"})
 DEFERRING = frozenset({"calling_window", "holiday", "frequency_cap"})
 CAP_WINDOW = timedelta(hours=24)
+MAX_CAP_ROUNDS = 16      # window openings re-checked against caps before giving up
 _MOBILE_LIKE = frozenset({LineType.MOBILE, LineType.UNKNOWN})
 _RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -46,10 +47,10 @@ def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetim
         reasons.extend(check_windows(request, rules, at, ts))
         cap_reasons, cap_free_at = check_caps(facts, flags, at)
         reasons.extend(cap_reasons)
-    return decide(reasons, request, rules, at, need, cap_free_at)
+    return decide(reasons, request, facts, rules, at, need, cap_free_at)
 
 
-def decide(reasons: list[Reason], request: AttemptRequest, rules: RulePack, at: datetime,
+def decide(reasons: list[Reason], request: AttemptRequest, facts: Facts, rules: RulePack, at: datetime,
            need: ConsentNeed, cap_free_at: datetime | None) -> Decision:
     if not reasons:
         return _decision(Verdict.ALLOW, reasons, None, request, rules, need)
@@ -57,17 +58,28 @@ def decide(reasons: list[Reason], request: AttemptRequest, rules: RulePack, at: 
     if codes & BLOCKING:
         return _decision(Verdict.BLOCK, reasons, None, request, rules, need)
     start = max(at, cap_free_at) if cap_free_at else at
-    return _decision(Verdict.DEFER, reasons, _next_allowed(request, rules, start), request, rules, need)
+    return _decision(Verdict.DEFER, reasons, _next_allowed(request, facts, rules, start), request, rules, need)
 
 
-def _next_allowed(request: AttemptRequest, rules: RulePack, start: datetime) -> datetime | None:
+def _next_allowed(request: AttemptRequest, facts: Facts, rules: RulePack, start: datetime) -> datetime | None:
+    """The earliest instant at or after `start` inside every window with no cap reached.
+
+    Caps can change with the date (a state's entry taking effect), so each window opening is
+    checked against the caps in force then; a reached cap moves the search to when it frees.
+    """
     location = request.location
-    found = windows.next_allowed(rules, location.timezones, location.states, start.timestamp())
-    if found is None:
-        return None
-    if found == start.timestamp():
-        return start.astimezone(timezone.utc)
-    return datetime.fromtimestamp(found, timezone.utc)
+    candidate = start
+    for _ in range(MAX_CAP_ROUNDS):
+        found = windows.next_allowed(rules, location.timezones, location.states, candidate.timestamp())
+        if found is None:
+            return None
+        if found != candidate.timestamp():
+            candidate = datetime.fromtimestamp(found, timezone.utc)
+        _, cap_free_at = check_caps(facts, state_flags(rules, location, found), candidate)
+        if cap_free_at is None:
+            return candidate.astimezone(timezone.utc)
+        candidate = cap_free_at
+    return None
 
 
 def _decision(verdict: Verdict, reasons: list[Reason], next_allowed_at: datetime | None,

@@ -310,3 +310,26 @@ def test_state_cap_starts_on_the_local_effective_date(contact, at, history):
 def test_mini_tcpa_consent_starts_on_the_local_effective_date(contact, at):
     # An automated live call to a landline needs no consent before the state's act is in force.
     check(decide(contact, at, automated=True), "allow", [], None)
+
+
+def test_next_allowed_rechecks_caps_that_take_effect_at_the_window_opening():
+    # Sunday 2023-12-31 in Mississippi: closed. The next opening is Monday 2024-01-01, the day
+    # Maryland's cap takes effect; three attempts at 23:59Z still count then, so the first
+    # instant with no deferring reason is when they age out, not the opening itself.
+    from consent.gate import evaluate
+    from consent.rules import load_pack
+    from consent.scenario import parse_scenario
+
+    raw = {"at": "2024-01-01T00:00:00Z", "channel": "sms", "purpose": "telemarketing", "automated": False,
+           "contact": {"phone": "+16012000000", "line_type": "mobile", "state": "MD"},
+           "consents": [{"kind": "written", "channels": ["voice", "sms"], "purposes": ["telemarketing"],
+                         "granted_at": "2020-01-01T00:00:00Z"}],
+           "dnc": {"national": {"listed": False, "synced_at": "2023-12-31T00:00:00Z"}},
+           "history": [{"at": "2023-12-31T23:59:00Z", "channel": "voice"}] * 3}
+    pack = load_pack()
+    request, facts, at = parse_scenario(raw)
+    decision = evaluate(request, facts, pack, at)
+    assert decision.verdict.value == "defer"
+    assert decision.next_allowed_at.isoformat() == "2024-01-01T23:59:00+00:00"
+    later = evaluate(request, facts, pack, decision.next_allowed_at)
+    assert later.verdict.value == "allow", later.reasons
