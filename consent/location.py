@@ -13,6 +13,7 @@ import phonenumbers
 from phonenumbers import geocoder, timezone as number_timezones
 from phonenumbers.tzdata import TIMEZONE_DATA
 
+from consent import bulk_numbers
 from consent.types import Location
 
 NANP_COUNTRY_CODE = 1
@@ -54,6 +55,16 @@ def parse_nanp(phone: str, default_region: str = "US") -> phonenumbers.PhoneNumb
 
 def to_e164(number: phonenumbers.PhoneNumber) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def nanp_e164(phone: str) -> str | None:
+    """E.164 of a valid NANP number, else None: the common spellings through the fast reader,
+    anything else (extensions, vanity letters, odd punctuation) through phonenumbers."""
+    e164, _reason = bulk_numbers.normalise(phone)
+    if e164 is not None:
+        return e164
+    number = parse_nanp(phone)
+    return None if number is None else to_e164(number)
 
 
 @lru_cache(maxsize=None)
@@ -122,10 +133,9 @@ def zip_facts(zip_code: str) -> tuple[str | None, str | None]:
 @lru_cache(maxsize=262144)
 def resolve_location(phone: str, zip_code: str | None = None, state: str | None = None) -> Location:
     """Candidate zones and states for a contact; the gate decides what an empty set means."""
-    number = parse_nanp(phone)
-    if number is None:
+    e164 = nanp_e164(phone)
+    if e164 is None:
         return Location(e164=None, timezones=(), states=())
-    e164 = to_e164(number)
     zones, number_state, region = prefix_facts(e164[:8])
     zip_zone, zip_state = zip_facts(zip_code) if zip_code else (None, None)
     # An address without a state still names one through its ZIP.
