@@ -6,8 +6,16 @@ events come back through the webhook code paths (`api/routes/webhooks.py`) in bo
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
+
+E164_PATTERN = re.compile(r"\+[1-9][0-9]{1,14}")
+CALL_SID_PATTERN = re.compile(r"CA[0-9a-fA-F]{32}")
+# 47 CFR 64.1200(a)(6): an unanswered call must ring at least 15 seconds (or four rings) before
+# it is disconnected. Twilio's own ceiling for Timeout is 600 s.
+MIN_RING_SECONDS = 15
+MAX_RING_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -38,12 +46,50 @@ class CarrierCall:
 
 
 class CarrierError(RuntimeError):
-    """The carrier refused or failed a request; `status` is its HTTP status when there is one."""
+    """The carrier refused or failed a request; `status` is its HTTP status when there is one,
+    `code` the carrier's own error code (Twilio: 21211 invalid To, 21610 recipient unsubscribed…).
 
-    def __init__(self, message: str, status: int | None = None, retryable: bool = False):
+    `retryable` says the same request may succeed later (5xx, 429, network). `outcome_unknown`
+    says the carrier may have acted on it although we got no answer (a 5xx or a lost response to a
+    create): such an attempt must be reconciled (status callback, fetch), never re-sent blindly.
+    """
+
+    def __init__(self, message: str, status: int | None = None, retryable: bool = False,
+                 code: int | None = None, outcome_unknown: bool = False):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.code = code
+        self.outcome_unknown = outcome_unknown
+
+
+def require_e164(field_name: str, number: str) -> None:
+    if not isinstance(number, str) or not E164_PATTERN.fullmatch(number):
+        raise ValueError(f"{field_name} must be an E.164 number such as +14155550123, got {number!r}")
+
+
+def require_call_sid(sid: str) -> None:
+    # Checked before a sid goes into a URL path: a malformed one is a bug on our side, not a
+    # carrier error, and must not reach the carrier as some other resource's path.
+    if not isinstance(sid, str) or not CALL_SID_PATTERN.fullmatch(sid):
+        raise ValueError(f"sid must be a call sid (CA followed by 32 hex digits), got {sid!r}")
+
+
+def validate_call_request(request: CallRequest) -> None:
+    """Refuse, before any carrier request, a call the carrier should never be asked to place."""
+    require_e164("to", request.to)
+    require_e164("from_", request.from_)
+    if not MIN_RING_SECONDS <= request.timeout_seconds <= MAX_RING_SECONDS:
+        raise ValueError(f"timeout_seconds must be between {MIN_RING_SECONDS} and {MAX_RING_SECONDS} "
+                         f"(a call rings at least {MIN_RING_SECONDS} s before it is abandoned), "
+                         f"got {request.timeout_seconds}")
+
+
+def validate_sms_request(request: SmsRequest) -> None:
+    require_e164("to", request.to)
+    require_e164("from_", request.from_)
+    if not request.body:
+        raise ValueError("body must not be empty")
 
 
 class Adapter(Protocol):
