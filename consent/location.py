@@ -77,15 +77,22 @@ def prefix_facts(e164_prefix: str) -> tuple[tuple[str, ...], str | None, str | N
     """(zones, state, region) of a valid number, cached on its first 8 characters (+1NPANXX).
 
     Zones are empty for non-geographic numbers; libphonenumber keys NANP zones by at most
-    NPA-NXX, so the prefix decides them.
+    NPA-NXX, so the prefix decides them. State and region belong to the area code.
     """
-    number = phonenumbers.parse(e164_prefix + "0000")
+    number = phonenumbers.PhoneNumber(country_code=NANP_COUNTRY_CODE, national_number=int(e164_prefix[2:] + "0000"))
     zones = tuple(number_timezones.time_zones_for_geographical_number(number))
-    region = phonenumbers.region_code_for_number(number)
+    state, region = area_code_facts(e164_prefix[2:5])
     if not zones or zones == ("Etc/Unknown",) or frozenset(zones) == _NANP_WIDE_ZONES:
         zones = ()
-    zones = tuple(sorted(z for z in zones if z in _available_zones()))
-    return zones, _number_state(number, region), region
+    return tuple(sorted(z for z in zones if z in _available_zones())), state, region
+
+
+@lru_cache(maxsize=1024)
+def area_code_facts(area_code: str) -> tuple[str | None, str | None]:
+    """(state, region) of an area code: every NANP area code lies in one state or territory."""
+    number = phonenumbers.parse(f"+1{area_code}5550100")
+    region = phonenumbers.region_code_for_number(number)
+    return _number_state(number, region), region
 
 
 def _number_state(number: phonenumbers.PhoneNumber, region: str | None) -> str | None:
