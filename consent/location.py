@@ -145,8 +145,9 @@ def resolve_location(phone: str, zip_code: str | None = None, state: str | None 
         return Location(e164=None, timezones=(), states=())
     zones, number_state, region = prefix_facts(e164[:8])
     zip_zone, zip_state = zip_facts(zip_code) if zip_code else (None, None)
-    # An address without a state still names one through its ZIP.
-    address_state = state.upper() if state else zip_state
+    # An address without a state still names one through its ZIP (military AA/AE/AP ZIPs name
+    # no state the rules know: they add nothing).
+    address_state = state.upper() if state else (zip_state if zip_state in known_states() else None)
     candidate_zones = set(zones)
     if zip_zone:
         candidate_zones.add(zip_zone)

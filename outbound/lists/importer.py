@@ -1,0 +1,368 @@
+"""The contact import pipeline: read, normalise, place, de-duplicate, store, report, audit.
+
+Rows are stored in executemany batches of BATCH_SIZE, committed every COMMIT_ROWS: a
+million-row list holds no million-row transaction and no million ORM objects. A failure part-way
+leaves the rows already committed and the ListImport row without `finished_at`; importing the
+file again completes it, because duplicates are skipped.
+
+Duplicates, within the file and against the campaign, are left to the unique
+(campaign_id, e164) constraint with INSERT ... ON CONFLICT DO NOTHING: memory stays flat whatever
+the file's size, and two imports racing into one campaign cannot store a number twice. The first
+occurrence wins. `accepted` is counted from the rows stored under the import at the end, so it is
+exact on every backend; `duplicates` is the rest of the good rows.
+
+Speed (the target: 1M rows in 20 s on two cores; see bench/bench_import.py): parsing runs on the
+calling thread and storing on a writer thread, since the drivers release the GIL while the
+database works; contact rows go to the driver as plain tuples, already in the form the column
+types would produce, because SQLAlchemy's per-row bind processing (JSON, datetimes) cost more
+than the inserts themselves. Each batch is inserted in E.164 order, so contact ids follow the
+file only from batch to batch; `source_line` keeps each contact's line.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from operator import itemgetter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import BinaryIO
+
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from consent.location import UnknownState
+from outbound import audit
+from outbound.db import insert_ignoring_duplicates, session_scope
+from outbound.lists.columns import ColumnMap, map_columns
+from outbound.lists.normalise import DEFAULT_REGION, Reason, normalise_phone
+from outbound.lists.placement import Placer
+from outbound.lists.reader import ListReader, SourceRow
+from outbound.models import Campaign, Contact, ImportReject, ListImport
+
+BATCH_SIZE = 10_000
+# A transaction per 100k rows, not per batch: each commit writes every index page it dirtied,
+# and random numbers dirty most of them, so small commits multiply the pages written.
+COMMIT_ROWS = 100_000
+WRITE_QUEUE_BATCHES = 2          # batches parsed ahead of the writer: bounds memory
+SQLITE_IMPORT_CACHE_KIB = 128 * 1024
+CONTACT_COLUMNS = ("campaign_id", "import_id", "e164", "phone_raw", "first_name", "last_name", "email",
+                   "zip", "state", "line_type", "timezones", "states", "attributes", "source_line",
+                   "created_at")
+_E164_OF_ROW = itemgetter(CONTACT_COLUMNS.index("e164"))
+AUDIT_ACTION = "contacts.imported"
+
+_LINE_TYPES = {
+    "mobile": "mobile", "cell": "mobile", "cellular": "mobile", "wireless": "mobile", "cell_phone": "mobile",
+    "landline": "landline", "land_line": "landline", "land": "landline", "fixed": "landline",
+    "fixed_line": "landline", "wireline": "landline",
+    "voip": "voip", "unknown": "unknown",
+}
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+_CONSENT_FIELDS = ("consent_kind", "consent_granted_at", "consent_evidence", "consent_channels")
+
+
+class CampaignNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ImportProgress:
+    rows: int                # records read so far, good or bad
+    bytes_read: int
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    import_id: int
+    campaign_id: int
+    accepted: int
+    duplicates: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    rows: int
+    file_sha256: str
+
+    def summary(self) -> dict:
+        """The stable summary scripts read (the CLI's --json line, the API's answer)."""
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected,
+                "rejected_by_reason": dict(sorted(self.rejected_by_reason.items()))}
+
+
+@dataclass
+class _Batch:
+    contacts: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+    rows: int = 0
+
+
+def find_or_create_campaign(session: Session, name: str, at: datetime) -> Campaign:
+    """The campaign named `name`; created as a draft when it does not exist yet."""
+    values = Campaign(name=name, status="draft", created_at=at, updated_at=at).model_dump(exclude={"id"})
+    insert_ignoring_duplicates(session, Campaign.__table__, values)
+    return session.execute(select(Campaign).where(Campaign.name == name)).scalar_one()
+
+
+def open_list(stream: BinaryIO, column_map: dict[str, str] | None = None) -> tuple[ListReader, ColumnMap]:
+    """Reads the file's header and first record; raises a ListFileError before anything is stored."""
+    reader = ListReader(stream)
+    return reader, map_columns(reader.header, column_map)
+
+
+def import_contacts(engine: Engine, reader: ListReader, columns: ColumnMap, *, campaign_id: int,
+                    file_name: str, actor: str, at: datetime | None = None,
+                    region: str = DEFAULT_REGION,
+                    progress: Callable[[ImportProgress], None] | None = None) -> ImportResult:
+    """Imports every record of `reader` into the campaign and records the import and its rejects."""
+    at = at or datetime.now(timezone.utc)
+    import_id = _start_import(engine, campaign_id, file_name, actor, at)
+    builder = _RowBuilder(columns, campaign_id=campaign_id, import_id=import_id,
+                          created_at=_bound_instant(engine, at), region=region)
+    reasons: Counter[str] = Counter()
+    rows = 0
+    writer = _BatchWriter(engine)
+    try:
+        for batch in _batches(reader.rows(), builder):
+            writer.put(batch)
+            reasons.update(reject["reason"] for reject in batch.rejects)
+            rows += batch.rows
+            if progress:
+                progress(ImportProgress(rows=rows, bytes_read=reader.bytes_read))
+    except BaseException:
+        writer.stop()
+        raise
+    writer.close()
+    return _finish_import(engine, import_id, campaign_id, file_name, actor, at, rows, reasons,
+                          reader.meter.sha256.hexdigest())
+
+
+class _BatchWriter:
+    """Stores batches on a thread of its own, so storing one batch overlaps with parsing the
+    next, on one connection, committing every COMMIT_ROWS rows. An error on the writer is raised
+    on the caller's thread at its next `put` or at `close`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._contacts_sql = _insert_contacts_sql(engine)
+        self._rejects = ImportReject.__table__.insert()
+        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="list-import-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: _Batch) -> None:
+        while True:
+            self._raise_if_failed()
+            try:
+                self._queue.put(batch, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        """Waits until every batch put is stored (or the writer failed), then raises its error."""
+        self.stop()
+        self._raise_if_failed()
+
+    def stop(self) -> None:
+        """Waits for the writer to finish what it was given, without raising its error."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            with self._engine.connect() as connection, _bulk_load_cache(connection):
+                transaction, uncommitted = connection.begin(), 0
+                while (batch := self._queue.get()) is not None:
+                    self._store(connection, batch)
+                    uncommitted += batch.rows
+                    if uncommitted >= COMMIT_ROWS:
+                        transaction.commit()
+                        transaction, uncommitted = connection.begin(), 0
+                transaction.commit()
+        except BaseException as error:    # handed to the caller's thread
+            self._error = error
+
+    def _store(self, connection, batch: _Batch) -> None:
+        if batch.contacts:
+            # The driver's own executemany, inside the SQLAlchemy transaction, skipping
+            # SQLAlchemy's per-row parameter processing. Sorted by E.164, the index inserts walk
+            # the B-trees in order (a quarter less work); the sort is stable, so the first of
+            # two equal numbers is still the one stored.
+            cursor = connection.connection.cursor()
+            try:
+                cursor.executemany(self._contacts_sql, sorted(batch.contacts, key=_E164_OF_ROW))
+            finally:
+                cursor.close()
+        if batch.rejects:
+            connection.execute(self._rejects, batch.rejects)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+@contextmanager
+def _bulk_load_cache(connection) -> Iterator[None]:
+    """On SQLite, a page cache that holds the contact indexes while they grow: with the default
+    2 MB, random E.164 inserts spill and re-read index pages, and an import runs 40% slower."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    default = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
+    connection.commit()         # the PRAGMAs opened SQLAlchemy's implicit transaction
+    try:
+        yield
+    finally:
+        connection.rollback()
+        connection.exec_driver_sql(f"PRAGMA cache_size = {int(default)}")
+        connection.commit()
+
+
+def _insert_contacts_sql(engine: Engine) -> str:
+    """INSERT of CONTACT_COLUMNS in the driver's own placeholders. ON CONFLICT ... DO NOTHING is
+    the same words on SQLite (3.24+) and PostgreSQL."""
+    placeholder = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(engine.dialect.paramstyle)
+    if placeholder is None or engine.dialect.name not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"contact import: unsupported database {engine.dialect.name!r}")
+    return (f"INSERT INTO {Contact.__tablename__} ({', '.join(CONTACT_COLUMNS)}) "
+            f"VALUES ({', '.join([placeholder] * len(CONTACT_COLUMNS))}) "
+            f"ON CONFLICT (campaign_id, e164) DO NOTHING")
+
+
+def _bound_instant(engine: Engine, at: datetime):
+    """`at` as the created_at column's type hands it to this driver (computed once, not per row)."""
+    processor = Contact.__table__.c.created_at.type.bind_processor(engine.dialect)
+    return processor(at) if processor else at
+
+
+def _start_import(engine: Engine, campaign_id: int, file_name: str, actor: str, at: datetime) -> int:
+    with session_scope(engine) as session:
+        if session.get(Campaign, campaign_id) is None:
+            raise CampaignNotFound(f"no campaign with id {campaign_id}")
+        record = ListImport(campaign_id=campaign_id, file_name=file_name, started_at=at, actor=actor)
+        session.add(record)
+        session.flush()
+        return record.id
+
+
+def _finish_import(engine: Engine, import_id: int, campaign_id: int, file_name: str, actor: str,
+                   at: datetime, rows: int, reasons: Counter[str], sha256: str) -> ImportResult:
+    rejected = sum(reasons.values())
+    with session_scope(engine) as session:
+        accepted = session.execute(select(func.count()).select_from(Contact).where(
+            Contact.campaign_id == campaign_id, Contact.import_id == import_id)).scalar_one()
+        record = session.get(ListImport, import_id)
+        record.accepted, record.duplicates, record.rejected = accepted, rows - rejected - accepted, rejected
+        record.rejected_by_reason = dict(sorted(reasons.items()))
+        record.file_sha256 = sha256
+        record.finished_at = datetime.now(timezone.utc)
+        result = ImportResult(import_id=import_id, campaign_id=campaign_id, accepted=record.accepted,
+                              duplicates=record.duplicates, rejected=rejected,
+                              rejected_by_reason=record.rejected_by_reason, rows=rows, file_sha256=sha256)
+        audit.append(session, actor=actor, action=AUDIT_ACTION, subject=f"campaign:{campaign_id}",
+                     payload={"import_id": import_id, "file_name": file_name, "file_sha256": sha256,
+                              "rows": rows, **result.summary()}, at=at)
+    return result
+
+
+def _batches(rows: Iterable[SourceRow], builder: _RowBuilder) -> Iterable[_Batch]:
+    batch = _Batch()
+    add = builder.add
+    for row in rows:
+        add(row, batch)
+        batch.rows += 1
+        if batch.rows >= BATCH_SIZE:
+            yield batch
+            batch = _Batch()
+    if batch.rows:
+        yield batch
+
+
+class _RowBuilder:
+    """Turns a source row into a contact's column values, or a reject. The hot loop of an
+    import: lookups are bound once here, and everything slow is cached per prefix or per ZIP."""
+
+    def __init__(self, columns: ColumnMap, *, campaign_id: int, import_id: int, created_at,
+                 region: str) -> None:
+        self.header = columns.header
+        index = columns.field_index
+        # A field the file lacks reads the empty cell appended to every row (index -1), which
+        # spares the hot loop an `if column is present` per field.
+        self.phone_i = index["phone"]
+        self.first_i, self.last_i, self.email_i, self.zip_i, self.state_i = (
+            index.get(name, -1) for name in ("first_name", "last_name", "email", "zip", "state"))
+        self.line_type_i = index.get("line_type")
+        self.attribute_columns = ([(name, index[name]) for name in _CONSENT_FIELDS if name in index]
+                                  + [(name, i) for i, name in columns.extra])
+        self.campaign_id, self.import_id, self.created_at, self.region = campaign_id, import_id, created_at, region
+        self.placer = Placer()
+
+    def add(self, row: SourceRow, batch: _Batch) -> None:
+        fields = row.fields
+        if row.problem:
+            batch.rejects.append(self._reject(row.line, row.problem, fields))
+            return
+        raw_phone = fields[self.phone_i]
+        e164, reason = normalise_phone(raw_phone, self.region)
+        if e164 is None:
+            batch.rejects.append(self._reject(row.line, reason, fields))
+            return
+        fields.append("")
+        try:
+            zip_code, state, placement = self.placer.resolve(e164, fields[self.zip_i], fields[self.state_i])
+        except UnknownState:
+            fields.pop()
+            batch.rejects.append(self._reject(row.line, Reason.UNKNOWN_STATE, fields))
+            return
+        attributes = self._attributes(fields)
+        line_type = "unknown" if self.line_type_i is None else self._line_type(fields[self.line_type_i], attributes)
+        batch.contacts.append((
+            self.campaign_id, self.import_id, e164, raw_phone.strip(),
+            fields[self.first_i].strip() or None, fields[self.last_i].strip() or None,
+            fields[self.email_i].strip() or None, zip_code, state, line_type,
+            placement.timezones, placement.states,
+            _encode_json(attributes) if attributes else "{}", row.line, self.created_at,
+        ))
+
+    def _attributes(self, fields: list[str]) -> dict:
+        attributes = {}
+        for name, i in self.attribute_columns:
+            if value := fields[i].strip():
+                attributes[name] = value
+        return attributes
+
+    @staticmethod
+    def _line_type(raw: str, attributes: dict) -> str:
+        text = raw.strip()
+        line_type = _LINE_TYPES.get(text.lower().replace(" ", "_").replace("-", "_"))
+        if line_type is None and text:
+            # Unknown counts as mobile at the gate (the strict side); keep what the file said.
+            attributes["line_type_given"] = text
+        return line_type or "unknown"
+
+    def _reject(self, line: int, reason: str, fields: list[str]) -> dict:
+        return {"import_id": self.import_id, "line": line, "reason": reason,
+                "row": original_columns(self.header, fields)}
+
+
+def original_columns(header: tuple[str, ...], fields: list[str]) -> dict[str, str]:
+    """A rejected row as header -> value; cells past the header are kept as extra_1, extra_2..."""
+    row = {}
+    for i, value in enumerate(fields):
+        name = header[i] if i < len(header) else f"extra_{i - len(header) + 1}"
+        if name in row or not name:
+            name = f"column_{i + 1}"
+        row[name] = value
+    return row
+
+
