@@ -13,6 +13,8 @@ ROUTER_MODULES = (
     "api.routes.gate",
     "api.routes.consent",
     "api.routes.lists",
+    "api.routes.campaigns",
+    "api.routes.webhooks",
 )
 
 

@@ -120,6 +120,12 @@ def _as_utc(at: datetime) -> datetime:
 
 
 def _lock_head(session: Session) -> AuditHead:
+    # Once locked, the head stays ours until this transaction ends: later appends in the same
+    # transaction (a dispatch batch) reuse it instead of locking it again.
+    transaction = session.get_transaction()
+    held = session.info.get(_HELD_HEAD)
+    if transaction is not None and held is not None and held[0] is transaction:
+        return held[1]
     # The insert comes first on purpose: on SQLite it is the statement that takes the write
     # lock, so the head read below cannot be stale; on PostgreSQL it creates the head once even
     # when the first two appends race. FOR UPDATE then holds the head until the caller commits.
@@ -127,7 +133,12 @@ def _lock_head(session: Session) -> AuditHead:
                                {"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH})
     statement = (select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
                  .execution_options(populate_existing=True))
-    return session.execute(statement).scalar_one()
+    head = session.execute(statement).scalar_one()
+    session.info[_HELD_HEAD] = (session.get_transaction(), head)
+    return head
+
+
+_HELD_HEAD = "outbound.audit.held_head"
 
 
 # --- verify -----------------------------------------------------------------------------------

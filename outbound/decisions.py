@@ -19,6 +19,7 @@ from outbound.db import insert_ignoring_duplicates
 from outbound.models import Decision, RulePackSnapshot
 
 DECISION_ACTION = "gate.decision"
+_CHECKED_PACKS = "outbound.decisions.checked_packs"
 VERDICTS = ("allow", "defer", "block")
 
 
@@ -43,8 +44,7 @@ def store_decision(session: Session, *, scenario: dict, decision: dict, rules_ve
                    verdict=str(decision["verdict"]), rules_version=rules_version,
                    scenario=canonical_json(scenario), decision=canonical_json(decision),
                    decided_at=at, created_at=at)
-    session.add(row)
-    session.flush()
+    session.add(row)            # flushed with its audit event by audit.append
     audit.append(session, actor=actor, action=DECISION_ACTION, subject=row.id, at=at, payload={
         "verdict": row.verdict,
         "reasons": [reason["code"] for reason in decision.get("reasons", ())],
@@ -57,15 +57,21 @@ def store_decision(session: Session, *, scenario: dict, decision: dict, rules_ve
 def ensure_rule_pack(session: Session, version: str, pack_json: str, at: datetime) -> None:
     """Snapshot the pack under `version` unless it is already there (racing writers are fine);
     a version already stored with different content is refused."""
+    checked = session.info.setdefault(_CHECKED_PACKS, {})
+    transaction = session.get_transaction()
+    if transaction is not None and checked.get(version) == (transaction, pack_json):
+        return                  # already checked in this transaction (a dispatch batch)
     inserted = insert_ignoring_duplicates(session, RulePackSnapshot.__table__,
                                           {"version": version, "pack": pack_json, "created_at": at})
     if inserted:
+        checked[version] = (session.get_transaction(), pack_json)
         return
     stored = session.execute(select(RulePackSnapshot.pack)
                              .where(RulePackSnapshot.version == version)).scalar_one()
     if stored != pack_json:
         raise RulePackConflict(f"rule pack version {version!r} is already stored with different "
                                "content; give the changed pack a new version")
+    checked[version] = (session.get_transaction(), pack_json)
 
 
 def load_decision(session: Session, decision_id: str) -> tuple[Decision, str] | None:

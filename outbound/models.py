@@ -90,7 +90,11 @@ class Attempt(SQLModel, table=True):
     """The unit of work: the database, not the timer, is the record of truth."""
 
     __tablename__ = "attempts"
-    __table_args__ = (Index("ix_attempts_status_due", "status", "due_at"),)
+    # One row per (campaign, contact, attempt number): starting a campaign twice, or two workers
+    # scheduling the same retry, cannot create a second attempt for the same turn.
+    __table_args__ = (Index("ix_attempts_status_due", "status", "due_at"),
+                      UniqueConstraint("campaign_id", "contact_id", "attempt_no",
+                                       name="uq_attempts_campaign_contact_no"))
 
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaigns.id", index=True)

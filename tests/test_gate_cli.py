@@ -90,8 +90,8 @@ def test_parallel_check_keeps_input_order(cli_runner, outbound_env: Path, tmp_pa
     assert len(parallel.stdout.splitlines()) == len(scenarios)
 
 
-def test_demo_stores_replayable_decisions_and_an_intact_audit_chain(cli_runner, outbound_env_db):
-    result = cli_runner.invoke(app, ["demo", "--json"])
+def test_whatif_stores_replayable_decisions_and_an_intact_audit_chain(cli_runner, outbound_env_db):
+    result = cli_runner.invoke(app, ["gate", "whatif", "--json"])
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout.splitlines()[-1])
     assert counts["allowed"] + counts["deferred"] + counts["blocked"] == len(SAMPLES)
@@ -108,7 +108,7 @@ def test_demo_stores_replayable_decisions_and_an_intact_audit_chain(cli_runner, 
 
 
 def test_replay_reports_a_stored_decision_that_no_longer_matches(cli_runner, outbound_env_db):
-    assert cli_runner.invoke(app, ["demo"]).exit_code == 0
+    assert cli_runner.invoke(app, ["gate", "whatif"]).exit_code == 0
     engine = get_engine()
     with engine.begin() as connection:
         decision_id, stored = connection.execute(

@@ -14,6 +14,9 @@ COMMAND_MODULES = (
     "outbound.commands.consent_cmd",
     "outbound.commands.import_cmd",
     "outbound.commands.dnc_cmd",
+    "outbound.commands.campaign_cmd",
+    "outbound.commands.worker_cmd",
+    "outbound.commands.serve_cmd",
 )
 
 

@@ -1,4 +1,5 @@
-"""`outbound demo`: a gate what-if over the bundled sample scenarios, stored and audited."""
+"""`outbound demo` (a sample campaign run against the simulator) and `outbound gate whatif`
+(the bundled gate scenarios, decided, stored and audited)."""
 from __future__ import annotations
 
 import json
@@ -21,10 +22,52 @@ VERDICT_STYLE = {"allow": "green", "defer": "yellow", "block": "red"}
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
+    from outbound.commands.gate_cmd import gate_app
+    gate_app.command("whatif")(whatif)
 
 
-def demo(as_json: bool = typer.Option(False, "--json", help="end with one JSON object of counts")) -> None:
-    """Run the bundled scenarios through the gate, store each decision and show why."""
+def demo(as_json: bool = typer.Option(False, "--json", help="end with one JSON object of counts"),
+         seed: int = typer.Option(7, help="simulator seed: the same seed gives the same run")) -> None:
+    """Run a sample campaign over ~1,000 fictional contacts against the simulator, to completion."""
+    from outbound.demo import run_demo
+    from outbound.settings import get_settings
+
+    engine = get_engine()
+    ensure_schema(engine)
+    console = Console(stderr=as_json)
+    with console.status("simulating the campaign (accelerated time, nothing leaves this machine)..."):
+        report = run_demo(engine, get_settings().data_dir, seed=seed)
+    console.print(_demo_table(report))
+    console.print(f"database {engine.url.render_as_string(hide_password=True)}; see why any number was "
+                  "blocked: [bold]outbound gate replay DECISION_ID[/bold]; check the audit chain: "
+                  "[bold]outbound audit verify[/bold]")
+    if as_json:
+        print(json.dumps(report.counts()))
+
+
+def _demo_table(report) -> Table:
+    table = Table(title=f"Campaign {report.campaign}: {report.contacts} contacts imported "
+                        f"({report.rejected_rows} rows rejected), simulated until {report.simulated_until:%Y-%m-%d %H:%M} UTC")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("by reason / outcome")
+    table.add_row("[green]allowed by the gate[/green]", str(report.allowed),
+                  "decisions; campaign hours (09:00-20:00 local) may still hold a call back")
+    table.add_row("called", str(report.called),
+                  ", ".join(f"{k} {v}" for k, v in sorted(report.outcomes.items()) if k != "none"))
+    table.add_row("[yellow]deferred[/yellow]", str(report.deferred), _by(report.deferred_by_reason))
+    table.add_row("[red]blocked[/red]", str(report.blocked), _by(report.blocked_by_reason))
+    table.add_row("completed attempts", str(report.completed), "")
+    table.add_row("transferred to an agent", str(report.transferred), "warm transfer is not built yet")
+    return table
+
+
+def _by(counts: dict) -> str:
+    return ", ".join(f"{code} {count}" for code, count in counts.items()) or "-"
+
+
+def whatif(as_json: bool = typer.Option(False, "--json", help="end with one JSON object of counts")) -> None:
+    """Run the bundled gate scenarios, store each decision and show why."""
     samples = json.loads(resources.files("outbound").joinpath("samples", "scenarios.json").read_text("utf-8"))
     pack = load_pack()
     engine = get_engine()

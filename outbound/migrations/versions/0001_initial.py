@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 22:28:13.470340
+Create Date: 2026-11-21 22:30:14.257332
 """
 from __future__ import annotations
 
@@ -242,6 +242,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_attempts_contact_id_contacts')),
     sa.ForeignKeyConstraint(['decision_id'], ['decisions.id'], name=op.f('fk_attempts_decision_id_decisions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_attempts')),
+    sa.UniqueConstraint('campaign_id', 'contact_id', 'attempt_no', name='uq_attempts_campaign_contact_no'),
     sa.UniqueConstraint('carrier_id', name=op.f('uq_attempts_carrier_id'))
     )
     op.create_index(op.f('ix_attempts_campaign_id'), 'attempts', ['campaign_id'], unique=False)

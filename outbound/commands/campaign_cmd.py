@@ -1,0 +1,141 @@
+"""`outbound campaign create|start|pause|resume|stop|status`.
+
+Exit status 0 on success; 2 when the input cannot be used (the message names the field and
+nothing is stored); 1 when the campaign does not exist or its status forbids the change.
+With --json, stdout is one JSON object.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from outbound.campaigns import (
+    CampaignError, CampaignExists, CampaignNotFound, InvalidTransition, campaign_dict, campaign_status,
+    create_campaign, find_campaign, parse_retry, pause_campaign, resume_campaign, start_campaign,
+    stop_campaign, validate_campaign,
+)
+from outbound.db import ensure_schema, get_engine, session_scope
+
+EXIT_NOT_ALLOWED = 1
+EXIT_INVALID = 2
+
+campaign_app = typer.Typer(help="Create campaigns and move them through their lifecycle.", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(campaign_app, name="campaign")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _fail(code: int, message: str, as_json: bool) -> typer.Exit:
+    if as_json:
+        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@campaign_app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Unique campaign name."),
+    channel: str = typer.Option(..., help="voice | sms"),
+    purpose: str = typer.Option(..., help="telemarketing | informational"),
+    voice: str | None = typer.Option(None, help="voice campaigns: live | prerecorded | artificial"),
+    automated: bool = typer.Option(True, "--automated/--manual", help="the engine dials (default), or a person does"),
+    caller_id: str = typer.Option(..., "--caller-id", help="E.164 number calls and texts come from"),
+    script: str | None = typer.Option(None, help="what is said (voice) or sent (sms)"),
+    hours: str | None = typer.Option(None, help="local HH:MM-HH:MM; narrows the legal window, never widens it"),
+    start_date: str | None = typer.Option(None, "--start-date", help="YYYY-MM-DD, contact's local date"),
+    end_date: str | None = typer.Option(None, "--end-date", help="YYYY-MM-DD, contact's local date"),
+    cps: float = typer.Option(1.0, help="calls (or texts) per second ceiling"),
+    max_concurrent: int = typer.Option(10, "--max-concurrent", help="attempts dialing at once"),
+    retry: list[str] = typer.Option([], help="OUTCOME=DELAY:MAX_ATTEMPTS, repeatable (e.g. no-answer=4h:3)"),
+    as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON."),
+) -> None:
+    """Create a draft campaign. Bad input stores nothing and exits 2."""
+    try:
+        settings: dict[str, Any] = {"hours": hours, "start_date": start_date, "end_date": end_date,
+                                    "cps": cps, "max_concurrent": max_concurrent,
+                                    "retry": dict(parse_retry(item) for item in retry)}
+        spec = validate_campaign({"name": name, "channel": channel, "purpose": purpose, "voice": voice,
+                                  "automated": automated, "caller_id": caller_id, "script": script,
+                                  "settings": settings})
+    except CampaignError as error:
+        raise _fail(EXIT_INVALID, str(error), as_json) from None
+    engine = get_engine()
+    ensure_schema(engine)
+    try:
+        with session_scope(engine) as session:
+            result = campaign_dict(create_campaign(session, spec, actor="cli", at=_now()))
+    except CampaignExists as error:
+        raise _fail(EXIT_INVALID, str(error), as_json) from None
+    _print(result, as_json, f"created campaign {result['name']} (id {result['id']}, draft)")
+
+
+def _lifecycle(action: Callable, verb: str) -> Callable:
+    def command(name: str = typer.Argument(..., help="Campaign name or id."),
+                as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
+        engine = get_engine()
+        ensure_schema(engine)
+        try:
+            with session_scope(engine) as session:
+                campaign = find_campaign(session, name)
+                count = action(session, campaign, actor="cli", at=_now())
+                result = {**campaign_dict(campaign), "attempts_changed": count or 0}
+        except (CampaignNotFound, InvalidTransition) as error:
+            raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        _print(result, as_json, f"campaign {result['name']} {verb}: now {result['status']}"
+               + (f" ({count} attempts {'cancelled' if verb == 'stopped' else 'created'})" if count else ""))
+    command.__doc__ = f"{verb.capitalize()} a campaign."
+    return command
+
+
+campaign_app.command("start", help="draft → running: one pending attempt per contact, due now.")(
+    _lifecycle(start_campaign, "started"))
+campaign_app.command("pause", help="running → paused: nothing new is dialed.")(_lifecycle(pause_campaign, "paused"))
+campaign_app.command("resume", help="paused → running.")(_lifecycle(resume_campaign, "resumed"))
+campaign_app.command("stop", help="→ completed: attempts not yet dialing are cancelled.")(
+    _lifecycle(stop_campaign, "stopped"))
+
+
+@campaign_app.command("status")
+def status(name: str = typer.Argument(..., help="Campaign name or id."),
+           as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON.")) -> None:
+    """Attempts by state; gate decisions by verdict and by reason."""
+    engine = get_engine()
+    ensure_schema(engine)
+    try:
+        with session_scope(engine) as session:
+            result = campaign_status(session, find_campaign(session, name)).to_dict()
+    except CampaignNotFound as error:
+        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+    if as_json:
+        typer.echo(json.dumps(result, ensure_ascii=False, default=_json_default))
+        return
+    campaign = result["campaign"]
+    typer.echo(f"{campaign['name']} ({campaign['status']}, {campaign['channel']}, {campaign['purpose']})")
+    for title, counts in (("attempts", result["attempts"]), ("decisions", result["decisions"]),
+                          ("deferred by reason", result["deferred_by_reason"]),
+                          ("blocked by reason", result["blocked_by_reason"])):
+        shown = ", ".join(f"{key} {value}" for key, value in sorted(counts.items())) or "none"
+        typer.echo(f"  {title}: {shown}")
+    if result["waiting_for_campaign_hours"]:
+        typer.echo(f"  waiting for campaign hours: {result['waiting_for_campaign_hours']}")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _print(result: dict, as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(result, ensure_ascii=False, default=_json_default) if as_json else text)

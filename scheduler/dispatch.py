@@ -1,0 +1,421 @@
+"""One dispatch tick: claim a batch, load its facts once, ask the gate, store, then dial.
+
+Order of events for one attempt, and why:
+
+1. claim (`scheduler.claims`): the attempt is this worker's until its lease ends;
+2. facts for the whole batch in one go; any error → nothing of the batch is decided or dialed,
+   the claims go back to the queue a little later (fail closed);
+3. the gate decides; campaign hours are applied after it and can only narrow (a gate allow
+   outside the campaign's hours becomes a wait for the next opening);
+4. one transaction for the batch stores every decision with its audit event and moves each
+   attempt on: block → `blocked`; defer → `pending`, due at `next_allowed_at`; allow →
+   `dialing` with `allow_expires_at`. The move is conditional on the attempt still being
+   `claimed` by this worker, so a campaign stopped meanwhile or a lease reaped meanwhile wins;
+5. COMMIT; only then is the carrier asked, so nothing reaches a carrier without a stored allow,
+   and the carrier id is recorded as soon as it answers.
+
+A crash after 5's commit and before the carrier id is recorded leaves a `dialing` attempt
+without a carrier id: the reaper marks it failed with outcome `unknown` and never dials it again
+(see `scheduler.claims.mark_unknown_outcomes`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from sqlalchemy import Engine, bindparam, select, update
+from sqlmodel import Session
+
+from consent.gate import evaluate
+from consent.location import prefix_facts
+from consent.rules import RulePack
+from consent.scenario import decision_to_dict, scenario_to_dict
+from consent.types import (
+    AttemptRequest, Channel, Decision, Facts, LineType, Location, PriorAttempt, Purpose, Verdict, VoiceKind,
+)
+from outbound.campaigns import CampaignSettings, campaign_settings
+from outbound.db import session_scope
+from outbound.decisions import store_decision
+from outbound.models import Attempt, Campaign, Contact
+from scheduler import claims, openings
+from scheduler.facts import NationalRegistry, load_batch_facts
+from telephony.adapter import Adapter, CallRequest, CarrierCall, CarrierError, SmsRequest
+
+log = logging.getLogger(__name__)
+
+ACTOR = "scheduler"
+
+
+@dataclass(frozen=True)
+class CallbackUrls:
+    """Where the carrier fetches what to say and posts events (the webhook routes)."""
+
+    base: str = "http://localhost:8000"
+
+    def twiml(self, attempt_id: int) -> str:
+        return f"{self.base}/v1/twilio/voice/{attempt_id}"
+
+    def status(self, attempt_id: int) -> str:
+        return f"{self.base}/v1/twilio/call-status"
+
+    def amd(self, attempt_id: int) -> str:
+        return f"{self.base}/v1/twilio/amd"
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    batch_size: int = 100
+    lease_seconds: float = 60             # a claim not decided within this goes back to the queue
+    send_lease_seconds: float = 120       # a committed allow not sent within this is "unknown"
+    call_lease_seconds: float = 1800      # after this without a final webhook, ask the carrier
+    pacing_window_seconds: float = 2.0    # the dispatch interval: the rate budget's period
+    facts_retry_seconds: float = 60       # a batch whose facts failed to load waits this long
+    callbacks: CallbackUrls = CallbackUrls()
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    allowed: int = 0
+    deferred: int = 0
+    blocked: int = 0
+    waiting_for_campaign_hours: int = 0
+    ended: int = 0                        # no opening left (campaign end date passed)
+    dialed: int = 0
+    carrier_failed: int = 0
+    unknown: int = 0
+    expired_before_send: int = 0
+    lost_claims: int = 0                  # no longer ours at decision time (stopped, reaped)
+    facts_error: str | None = None
+    decision_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Row:
+    attempt: Attempt
+    contact: Contact
+    campaign: Campaign
+
+
+@dataclass(frozen=True)
+class _ToSend:
+    """What the carrier request needs, copied out of the session (its rows expire at commit)."""
+
+    attempt_id: int
+    campaign_id: int
+    channel: str
+    to: str
+    from_: str
+    body: str
+    cps: float
+    expires_at: datetime
+
+
+def dispatch_once(engine: Engine, adapter: Adapter, *, worker_id: str, now: datetime, pack: RulePack,
+                  registry: NationalRegistry, config: DispatchConfig = DispatchConfig(),
+                  batch_size: int | None = None, sleep: Callable[[float], None] = time.sleep,
+                  monotonic: Callable[[], float] = time.monotonic) -> DispatchReport:
+    report = DispatchReport()
+    ids = claims.claim_due(engine, worker_id=worker_id, now=now, limit=batch_size or config.batch_size,
+                           lease_seconds=config.lease_seconds,
+                           pacing_window_seconds=config.pacing_window_seconds)
+    report.claimed = len(ids)
+    if not ids:
+        return report
+    try:
+        to_send = _decide_batch(engine, ids, worker_id=worker_id, now=now, pack=pack, registry=registry,
+                                config=config, report=report)
+    except _FactsUnavailable as error:
+        report.facts_error = str(error)
+        log.error("dispatch: facts could not be loaded, %d attempts not decided: %s", len(ids), error)
+        claims.release_claims(engine, ids, worker_id=worker_id, now=now,
+                              due_at=now + timedelta(seconds=config.facts_retry_seconds))
+        return report
+    _send_all(engine, adapter, to_send, now=now, config=config, report=report, sleep=sleep, monotonic=monotonic)
+    return report
+
+
+class _FactsUnavailable(RuntimeError):
+    pass
+
+
+# --- deciding ---------------------------------------------------------------------------------
+
+def _decide_batch(engine: Engine, ids: list[int], *, worker_id: str, now: datetime, pack: RulePack,
+                  registry: NationalRegistry, config: DispatchConfig, report: DispatchReport) -> list[_ToSend]:
+    to_send: list[_ToSend] = []
+    with session_scope(engine) as session:
+        rows = _load_rows(session, ids)
+        try:
+            facts = load_batch_facts(session, [row.contact.e164 for row in rows], now, registry)
+        except Exception as error:
+            raise _FactsUnavailable(f"{type(error).__name__}: {error}") from error
+        pack_json = _pack_json(pack)
+        for row in rows:
+            if row.campaign.status != "running":
+                report.lost_claims += _release(session, row.attempt.id, worker_id, now)
+                continue
+            phone = row.contact.e164
+            sent = _decide_one(session, row, facts[phone], worker_id=worker_id, now=now,
+                               pack=pack, pack_json=pack_json, config=config, report=report)
+            if sent is not None:
+                # The same number may be in the batch twice (two campaigns): the second decision
+                # must count the first call against the frequency caps.
+                facts[phone] = replace(facts[phone], history=(*facts[phone].history,
+                                                              PriorAttempt(now, Channel(sent.channel))))
+                to_send.append(sent)
+    return to_send
+
+
+def _load_rows(session: Session, ids: list[int]) -> list[_Row]:
+    statement = (select(Attempt, Contact, Campaign).join(Contact, Contact.id == Attempt.contact_id)
+                 .join(Campaign, Campaign.id == Attempt.campaign_id).where(Attempt.id.in_(ids))
+                 .order_by(Attempt.due_at, Attempt.id))
+    return [_Row(*found) for found in session.execute(statement).all()]
+
+
+def attempt_request(campaign: Campaign, contact: Contact) -> AttemptRequest:
+    """The gate's request: location from what the import resolved, but the contact's raw phone,
+    ZIP and state for the record, so replay re-resolves them to the same location."""
+    channel = Channel(campaign.channel)
+    voice = VoiceKind(campaign.voice) if channel is Channel.VOICE and campaign.voice else None
+    location = Location(e164=contact.e164, timezones=tuple(contact.timezones.split()),
+                        states=tuple(contact.states.split()), region=_region(contact.e164[:8]))
+    try:
+        line_type = LineType(contact.line_type)
+    except ValueError:
+        line_type = LineType.UNKNOWN        # counts as mobile: the stricter consent need
+    return AttemptRequest(channel=channel, purpose=Purpose(campaign.purpose), voice=voice,
+                          automated=campaign.automated, line_type=line_type, location=location,
+                          phone=contact.phone_raw, zip=contact.zip, state=contact.state)
+
+
+@lru_cache(maxsize=65536)
+def _region(prefix: str) -> str | None:
+    return prefix_facts(prefix)[2]
+
+
+def _decide_one(session: Session, row: _Row, facts: Facts, *, worker_id: str, now: datetime, pack: RulePack,
+                pack_json: str, config: DispatchConfig, report: DispatchReport) -> _ToSend | None:
+    request = attempt_request(row.campaign, row.contact)
+    decision = evaluate(request, facts, pack, now)
+    stored = store_decision(session, scenario=scenario_to_dict(request, facts, now),
+                            decision=decision_to_dict(decision), rules_version=pack.version,
+                            rule_pack_json=pack_json, attempt_id=row.attempt.id, actor=ACTOR, at=now)
+    report.decision_ids.append(stored.id)
+    settings = campaign_settings(row.campaign)
+    plan = _plan(decision, request, settings, pack, now, send_lease=timedelta(seconds=config.send_lease_seconds))
+    values = {**plan.values, "decision_id": stored.id, "updated_at": now}
+    # Core, on the session's connection: the ORM would re-evaluate the criteria against every
+    # object of the batch in the session after each update (quadratic in the batch size).
+    changed = session.connection().execute(update(Attempt).where(
+        Attempt.id == row.attempt.id, Attempt.status == "claimed", Attempt.claimed_by == worker_id)
+        .values(**values)).rowcount
+    if not changed:
+        report.lost_claims += 1
+        return None
+    setattr(report, plan.counter, getattr(report, plan.counter) + 1)
+    if plan.values["status"] != "dialing":
+        return None
+    return _ToSend(attempt_id=row.attempt.id, campaign_id=row.campaign.id, channel=row.campaign.channel,
+                   to=row.contact.e164, from_=row.campaign.caller_id, body=row.campaign.script or "",
+                   cps=settings.cps, expires_at=plan.values["allow_expires_at"])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    values: dict
+    counter: str                          # the DispatchReport field it counts under
+
+
+def _plan(decision: Decision, request: AttemptRequest, settings: CampaignSettings, pack: RulePack,
+          now: datetime, *, send_lease: timedelta) -> _Plan:
+    """What the attempt becomes: the gate's verdict, then the campaign's hours on top."""
+    if decision.verdict is Verdict.BLOCK:
+        codes = ", ".join(dict.fromkeys(reason.code for reason in decision.reasons))
+        return _Plan(_ended("blocked", f"blocked: {codes}"), "blocked")
+    campaign_open = openings.campaign_spans(settings.hours_minutes(), settings.start_date, settings.end_date,
+                                            request.location.timezones)
+    if decision.verdict is Verdict.DEFER:
+        if decision.next_allowed_at is None:
+            return _Plan(_ended("cancelled", "no allowed calling window within the search horizon"), "ended")
+        due = openings.next_opening(campaign_open, decision.next_allowed_at)
+        if due is None:
+            return _Plan(_ended("cancelled", "campaign_ended: no campaign opening after the next legal window"), "ended")
+        return _Plan(_waiting(due, None), "deferred")
+    opening = openings.next_opening(campaign_open, now)
+    if opening is None:
+        return _Plan(_ended("cancelled", "campaign_ended: no campaign opening left"), "ended")
+    if opening != now:
+        return _Plan(_waiting(opening, f"campaign_hours: next opening {opening.isoformat()}"),
+                     "waiting_for_campaign_hours")
+    expires_at = _allow_expiry(request, campaign_open, pack, now)
+    if expires_at is None:
+        # Cannot happen when the gate allowed; if it does, the window math disagrees with the
+        # gate, and an allow without an expiry must not be sent.
+        return _Plan(_waiting(now + timedelta(minutes=1), "window_close_unknown"), "deferred")
+    return _Plan({"status": "dialing", "allow_expires_at": expires_at, "dispatched_at": now,
+                  "lease_until": now + send_lease,
+                  "error": None}, "allowed")
+
+
+def _allow_expiry(request: AttemptRequest, campaign_open, pack: RulePack, now: datetime) -> datetime | None:
+    legal = openings.legal_window_close(pack, request.location.timezones, request.location.states, now)
+    campaign = openings.opening_close(campaign_open, now)
+    if legal is None or campaign is None:
+        return None
+    return min(legal, campaign)
+
+
+def _ended(status: str, error: str) -> dict:
+    return {"status": status, "error": error, "claimed_by": None, "lease_until": None}
+
+
+def _waiting(due_at: datetime, error: str | None) -> dict:
+    return {"status": "pending", "due_at": due_at, "error": error, "claimed_by": None, "lease_until": None}
+
+
+def _release(session: Session, attempt_id: int, worker_id: str, now: datetime) -> int:
+    return session.connection().execute(update(Attempt).where(
+        Attempt.id == attempt_id, Attempt.status == "claimed", Attempt.claimed_by == worker_id)
+        .values(status="pending", claimed_by=None, lease_until=None, updated_at=now)).rowcount
+
+
+_pack_json_cache: dict[int, tuple[RulePack, str]] = {}
+
+
+def _pack_json(pack: RulePack) -> str:
+    # Serialising the pack costs more than a decision; the pack is immutable, so once per pack.
+    cached = _pack_json_cache.get(id(pack))
+    if cached is None or cached[0] is not pack:
+        cached = _pack_json_cache[id(pack)] = (pack, pack.to_json())
+    return cached[1]
+
+
+# --- sending ----------------------------------------------------------------------------------
+
+def _send_all(engine: Engine, adapter: Adapter, to_send: list[_ToSend], *, now: datetime, config: DispatchConfig,
+              report: DispatchReport, sleep: Callable[[float], None], monotonic: Callable[[], float]) -> None:
+    started = monotonic()
+    next_slot: dict[int, float] = {}
+    answered = _CarrierIds(engine, config, monotonic)
+    try:
+        for item in to_send:
+            # Twilio queues calls above the account's CPS limit, and a queued call could ring after
+            # the window closes: space each campaign's requests at 1/cps rather than bursting.
+            wait = next_slot.get(item.campaign_id, started) - monotonic()
+            if wait > 0:
+                if wait >= answered.RECORD_WITHIN:
+                    answered.flush()          # don't hold answers through a long wait
+                sleep(wait)
+            next_slot[item.campaign_id] = max(monotonic(), next_slot.get(item.campaign_id, started)) + 1.0 / item.cps
+            sending_at = now + timedelta(seconds=monotonic() - started)
+            if sending_at >= item.expires_at:
+                report.expired_before_send += _back_to_gate(engine, item.attempt_id, sending_at)
+                continue
+            call = _send_one(engine, adapter, item, sending_at=sending_at, callbacks=config.callbacks,
+                             report=report)
+            if call is not None:
+                answered.add(item.attempt_id, call, sending_at)
+    finally:
+        # Even when interrupted: every carrier id already received is worth recording.
+        answered.flush()
+
+
+def _send_one(engine: Engine, adapter: Adapter, item: _ToSend, *, sending_at: datetime, callbacks: CallbackUrls,
+              report: DispatchReport) -> CarrierCall | None:
+    try:
+        call = _carrier_request(adapter, item, callbacks)
+    except CarrierError as error:
+        # The adapter already retried what was retryable: the carrier refused this request.
+        report.carrier_failed += _record_carrier_failure(engine, item.attempt_id, str(error), sending_at)
+        return None
+    except Exception:
+        # Not the carrier's answer (a network error mid-request, a bug): the call may or may not
+        # exist. Leave the attempt `dialing` without a carrier id; the reaper marks it unknown.
+        log.exception("dispatch: carrier request for attempt %s ended without an answer", item.attempt_id)
+        report.unknown += 1
+        return None
+    report.dialed += 1
+    return call
+
+
+def _carrier_request(adapter: Adapter, item: _ToSend, callbacks: CallbackUrls) -> CarrierCall:
+    if item.channel == Channel.SMS.value:
+        return adapter.send_sms(SmsRequest(to=item.to, from_=item.from_, body=item.body,
+                                           status_callback=callbacks.status(item.attempt_id),
+                                           attempt_id=item.attempt_id))
+    return adapter.place_call(CallRequest(to=item.to, from_=item.from_,
+                                          twiml_url=callbacks.twiml(item.attempt_id),
+                                          status_callback=callbacks.status(item.attempt_id),
+                                          amd_callback=callbacks.amd(item.attempt_id),
+                                          attempt_id=item.attempt_id))
+
+
+class _CarrierIds:
+    """Carrier ids waiting to be recorded, written together: one commit per call would cap a
+    worker at the disk's fsync rate. Held at most RECORD_EVERY answers or RECORD_WITHIN seconds;
+    a crash loses only those, whose attempts the reaper then marks `unknown` (never re-dialed)."""
+
+    RECORD_EVERY = 50
+    RECORD_WITHIN = 0.5
+
+    def __init__(self, engine: Engine, config: DispatchConfig, monotonic: Callable[[], float]):
+        self.engine, self.config, self.monotonic = engine, config, monotonic
+        self.pending: list[tuple[int, CarrierCall, datetime]] = []
+        self.first_at = 0.0
+
+    def add(self, attempt_id: int, call: CarrierCall, at: datetime) -> None:
+        if not self.pending:
+            self.first_at = self.monotonic()
+        self.pending.append((attempt_id, call, at))
+        if len(self.pending) >= self.RECORD_EVERY or self.monotonic() - self.first_at >= self.RECORD_WITHIN:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            record_carrier_ids(self.engine, self.pending, self.config)
+            self.pending = []
+
+
+def record_carrier_ids(engine: Engine, answers: list[tuple[int, CarrierCall, datetime]],
+                       config: DispatchConfig) -> None:
+    # Also when the reaper already gave up on an attempt (failed/unknown): the call exists after
+    # all, and its webhooks need the carrier id to find the attempt. A webhook that recorded the
+    # id first (carrier_id set) is left alone.
+    statement = (update(Attempt).where(
+        Attempt.id == bindparam("attempt_id"), Attempt.carrier_id.is_(None),
+        (Attempt.status == "dialing") | ((Attempt.status == "failed") & (Attempt.outcome == "unknown")))
+        .values(carrier_id=bindparam("sid"), carrier_status=bindparam("carrier_said"), status="dialing",
+                outcome=None, error=None, lease_until=bindparam("call_lease_until"), updated_at=bindparam("at")))
+    lease = timedelta(seconds=config.call_lease_seconds)
+    with engine.begin() as connection:
+        connection.execute(statement, [{"attempt_id": attempt_id, "sid": call.sid, "carrier_said": call.status,
+                                        "call_lease_until": at + lease, "at": at}
+                                       for attempt_id, call, at in answers])
+
+
+def _record_carrier_id(engine: Engine, attempt_id: int, call: CarrierCall, at: datetime,
+                       config: DispatchConfig) -> None:
+    record_carrier_ids(engine, [(attempt_id, call, at)], config)
+
+
+def _record_carrier_failure(engine: Engine, attempt_id: int, message: str, at: datetime) -> int:
+    with session_scope(engine) as session:
+        return session.execute(update(Attempt).where(
+            Attempt.id == attempt_id, Attempt.status == "dialing", Attempt.carrier_id.is_(None))
+            .values(status="failed", outcome="carrier_error", error=f"carrier: {message}"[:2000],
+                    lease_until=None, claimed_by=None, updated_at=at)).rowcount
+
+
+def _back_to_gate(engine: Engine, attempt_id: int, at: datetime) -> int:
+    """The allow expired before its turn to be sent: the attempt is decided again."""
+    with session_scope(engine) as session:
+        return session.execute(update(Attempt).where(
+            Attempt.id == attempt_id, Attempt.status == "dialing", Attempt.carrier_id.is_(None))
+            .values(status="pending", due_at=at, dispatched_at=None, allow_expires_at=None, lease_until=None,
+                    claimed_by=None, error="allow expired before sending", updated_at=at)).rowcount

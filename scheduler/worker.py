@@ -1,0 +1,117 @@
+"""The worker process: APScheduler interval jobs around the dispatch loop.
+
+APScheduler is the timer, not the record of truth (DESIGN.md, "Storage and scale"): the jobs are
+in memory, with fixed ids, and every piece of work lives in the attempts table. A duplicated or
+missed tick costs nothing but time; `max_instances=1` keeps a slow tick from overlapping itself
+and `coalesce=True` turns a backlog of missed ticks into one.
+
+    dispatch       every 2 s    claim, decide, store, dial
+    reaper         every 15 s   expired claims back to the queue; dialing attempts reconciled
+    housekeeping   every 60 s   queued-call expiry; campaigns with nothing left are completed
+
+The clock is injectable so a simulation can run the worker on simulated time.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import Engine
+
+from consent.rules import RulePack, load_pack
+from scheduler.claims import reap
+from scheduler.dispatch import DispatchConfig, dispatch_once
+from scheduler.facts import NationalRegistry
+from scheduler.housekeeping import housekeeping
+from telephony.adapter import Adapter
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Intervals:
+    dispatch: float = 2.0
+    reaper: float = 15.0
+    housekeeping: float = 60.0
+
+
+@dataclass
+class Worker:
+    engine: Engine
+    adapter: Adapter
+    registry: NationalRegistry
+    clock: Clock = utc_now
+    pack: RulePack = field(default_factory=load_pack)
+    worker_id: str = field(default_factory=default_worker_id)
+    config: DispatchConfig = DispatchConfig()
+    intervals: Intervals = field(default_factory=Intervals)
+
+    # -- the jobs (each also callable on its own: tests and simulations drive them directly) --
+
+    def dispatch_tick(self):
+        report = dispatch_once(self.engine, self.adapter, worker_id=self.worker_id, now=self.clock(),
+                               pack=self.pack, registry=self.registry, config=self.config)
+        # The simulator hands over its carrier events when asked (`advance`); after dispatch,
+        # so the carrier ids the events name are already recorded.
+        advance = getattr(self.adapter, "advance", None)
+        if advance is not None:
+            advance(self.clock())
+        if report.claimed:
+            log.info("dispatch: claimed %d, allowed %d, deferred %d, blocked %d, dialed %d%s",
+                     report.claimed, report.allowed, report.deferred, report.blocked, report.dialed,
+                     f", facts error: {report.facts_error}" if report.facts_error else "")
+        return report
+
+    def reaper_tick(self):
+        return reap(self.engine, self.adapter, now=self.clock(), call_lease_seconds=self.config.call_lease_seconds)
+
+    def housekeeping_tick(self):
+        return housekeeping(self.engine, self.adapter, now=self.clock())
+
+    # -- the scheduler ---------------------------------------------------------------------------
+
+    def build_scheduler(self) -> BlockingScheduler:
+        scheduler = BlockingScheduler(timezone=timezone.utc, job_defaults={
+            "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
+        for job_id, func, seconds in (("dispatch", self.dispatch_tick, self.intervals.dispatch),
+                                      ("reaper", self.reaper_tick, self.intervals.reaper),
+                                      ("housekeeping", self.housekeeping_tick, self.intervals.housekeeping)):
+            # next_run_time now: a restarted worker reaps and dispatches at once, not after a period.
+            scheduler.add_job(func, "interval", seconds=seconds, id=job_id, replace_existing=True,
+                              next_run_time=datetime.now(timezone.utc))
+        return scheduler
+
+    def run(self) -> None:
+        """Block until SIGTERM or SIGINT; a tick in progress finishes before the process exits
+        (its attempts are then either decided and committed, or still claimed and reaped later)."""
+        scheduler = self.build_scheduler()
+
+        def stop(signum, _frame) -> None:
+            log.info("worker %s: signal %s, shutting down after the running ticks", self.worker_id, signum)
+            scheduler.shutdown(wait=False)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        log.info("worker %s started", self.worker_id)
+        try:
+            scheduler.start()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            log.info("worker %s stopped", self.worker_id)

@@ -1,0 +1,147 @@
+"""Campaigns through the CLI and the API: lifecycle, idempotent start, refused input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from outbound.cli import app as cli
+from outbound.db import ensure_schema, get_engine
+from outbound.models import Attempt, AuditEvent, Campaign
+from dispatch_support import add_contacts, new_york_phone
+
+CREATE = ["campaign", "create", "spring", "--channel", "voice", "--purpose", "telemarketing",
+          "--voice", "live", "--caller-id", "+12125550100", "--script", "Hi, this is Acme.",
+          "--hours", "09:00-18:00", "--start-date", "2026-07-01", "--end-date", "2026-08-31",
+          "--cps", "2", "--max-concurrent", "5", "--retry", "no-answer=4h:3", "--retry", "busy=30m:3", "--json"]
+
+
+def run(cli_runner, *args):
+    result = cli_runner.invoke(cli, list(args))
+    return result, (json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else None)
+
+
+def counts(model) -> int:
+    ensure_schema(get_engine())
+    with Session(get_engine()) as session:
+        return session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_cli_lifecycle(outbound_env_db, cli_runner):
+    result, created = run(cli_runner, *CREATE)
+    assert result.exit_code == 0, result.output
+    assert created["status"] == "draft"
+    assert created["settings"]["retry"] == {"no-answer": {"delay_seconds": 14400, "max_attempts": 3},
+                                            "busy": {"delay_seconds": 1800, "max_attempts": 3}}
+    assert created["settings"]["hours"] == "09:00-18:00" and created["settings"]["cps"] == 2
+    with Session(get_engine()) as session:
+        add_contacts(session, created["id"], [new_york_phone(i) for i in range(100, 103)])
+        session.commit()
+
+    result, started = run(cli_runner, "campaign", "start", "spring", "--json")
+    assert result.exit_code == 0 and started["status"] == "running" and started["attempts_changed"] == 3
+    # Idempotent: a second start creates nothing more.
+    result, again = run(cli_runner, "campaign", "start", "spring", "--json")
+    assert again["attempts_changed"] == 0 and counts(Attempt) == 3
+
+    assert run(cli_runner, "campaign", "pause", "spring", "--json")[1]["status"] == "paused"
+    result, _ = run(cli_runner, "campaign", "start", "spring", "--json")
+    assert result.exit_code == 1 and "use resume" in result.output
+    assert run(cli_runner, "campaign", "resume", "spring", "--json")[1]["status"] == "running"
+
+    result, status = run(cli_runner, "campaign", "status", "spring", "--json")
+    assert result.exit_code == 0 and status["attempts"] == {"pending": 3}
+
+    result, stopped = run(cli_runner, "campaign", "stop", "spring", "--json")
+    assert stopped["status"] == "completed" and stopped["attempts_changed"] == 3
+    assert run(cli_runner, "campaign", "status", "spring", "--json")[1]["attempts"] == {"cancelled": 3}
+    with Session(get_engine()) as session:
+        actions = list(session.execute(select(AuditEvent.action).where(AuditEvent.action.like("campaign.%"))
+                                       .order_by(AuditEvent.id)).scalars())
+    assert actions == ["campaign.created", "campaign.running", "campaign.running", "campaign.paused",
+                       "campaign.running", "campaign.completed"]
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("--hours", "21:00-23:00", "hours: 21:00-23:00 lies entirely outside the federal calling window 08:00-21:00"),
+    ("--hours", "05:00-08:00", "hours: 05:00-08:00 lies entirely outside the federal calling window"),
+    ("--hours", "18:00-09:00", "hours: '18:00-09:00': the start must be before the end"),
+    ("--caller-id", "212-555-0100", "caller_id: '212-555-0100' is not a valid E.164 number"),
+    ("--caller-id", "+1212", "caller_id: '+1212' is not a valid E.164 number"),
+    ("--retry", "hangup=1h:2", "retry: 'hangup' is not one of no-answer, busy, failed, voicemail"),
+    ("--retry", "busy=soon:2", "retry: 'soon' is not a duration"),
+    ("--cps", "0", "settings.cps: Input should be greater than 0"),
+    ("--end-date", "2026-06-01", "end_date 2026-06-01 is before start_date 2026-07-01"),
+])
+def test_cli_refuses_bad_input_and_stores_nothing(outbound_env, cli_runner, option, value, message):
+    args = list(CREATE)
+    args[args.index(option) + 1] = value
+    result, body = run(cli_runner, *args)
+    assert result.exit_code == 2
+    assert message in body["error"]
+    assert counts(Campaign) == 0 and counts(AuditEvent) == 0
+
+
+def test_hours_partly_inside_the_legal_window_are_accepted(outbound_env, cli_runner):
+    args = list(CREATE)
+    args[args.index("--hours") + 1] = "19:00-23:00"         # 19:00-21:00 is usable; the gate trims the rest
+    assert run(cli_runner, *args)[0].exit_code == 0
+
+
+def test_duplicate_name_is_refused(outbound_env, cli_runner):
+    assert run(cli_runner, *CREATE)[0].exit_code == 0
+    result, body = run(cli_runner, *CREATE)
+    assert result.exit_code == 2 and "already exists" in body["error"]
+
+
+@pytest.fixture
+def client(outbound_env):
+    from api.app import create_app
+    ensure_schema(get_engine())
+    return TestClient(create_app())
+
+
+BODY = {"name": "api1", "channel": "sms", "purpose": "informational", "caller_id": "+12125550100",
+        "script": "Your appointment is tomorrow. Reply STOP to opt out.",
+        "settings": {"hours": "10:00-17:00", "cps": 1, "max_concurrent": 2,
+                     "retry": {"failed": {"delay_seconds": 3600, "max_attempts": 2}}}}
+
+
+def test_api_lifecycle(client):
+    response = client.post("/v1/campaigns", json=BODY)
+    assert response.status_code == 201, response.text
+    campaign_id = response.json()["id"]
+    with Session(get_engine()) as session:
+        add_contacts(session, campaign_id, [new_york_phone(100), new_york_phone(101)])
+        session.commit()
+    started = client.post(f"/v1/campaigns/{campaign_id}/start")
+    assert started.status_code == 200 and started.json()["attempts_changed"] == 2
+    assert client.post(f"/v1/campaigns/{campaign_id}/resume").json()["status"] == "running"
+    assert client.post(f"/v1/campaigns/{campaign_id}/pause").json()["status"] == "paused"
+    assert client.post(f"/v1/campaigns/{campaign_id}/resume").json()["status"] == "running"
+    status = client.get(f"/v1/campaigns/{campaign_id}").json()
+    assert status["attempts"] == {"pending": 2} and status["campaign"]["settings"]["hours"] == "10:00-17:00"
+    assert client.post(f"/v1/campaigns/{campaign_id}/stop").json()["status"] == "completed"
+    conflict = client.post(f"/v1/campaigns/{campaign_id}/resume")
+    assert conflict.status_code == 409 and "completed" in conflict.json()["detail"]
+    assert client.get("/v1/campaigns/999").status_code == 404
+    assert client.post("/v1/campaigns", json=BODY).status_code == 409
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"caller_id": "2125550100"}, "caller_id"),
+    ({"settings": {"hours": "22:00-23:30"}}, "settings.hours"),
+    ({"channel": "fax"}, "channel"),
+    ({"script": None}, "script"),
+    ({"voice": "live"}, "voice"),
+    ({"settings": {"retry": {"busy": {"delay_seconds": 10, "max_attempts": 2}}}}, "settings.retry.busy.delay_seconds"),
+    ({"colour": "red"}, "colour"),
+])
+def test_api_refuses_bad_input_naming_the_field(client, change, field):
+    response = client.post("/v1/campaigns", json={**BODY, **change})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(f"{field}: ")
+    assert counts(Campaign) == 0
