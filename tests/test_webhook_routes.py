@@ -164,3 +164,13 @@ def test_without_configuration_the_webhooks_are_503_naming_the_variable_and_the_
     response = client.post("/v1/twilio/call-status", data={"CallSid": "CA1", "CallStatus": "ringing"})
     assert response.status_code == 503 and missing in response.json()["detail"]
     assert client.get("/openapi.json").status_code == 200
+
+
+def test_voice_twiml_says_the_campaign_script_only_to_a_signed_request(client, db, attempt):
+    params = {"CallSid": "CA" + "1" * 32, "AccountSid": "AC" + "2" * 32, "CallStatus": "in-progress"}
+    spoken = post(client, f"/v1/twilio/voice/{attempt.id}", params)
+    assert spoken.status_code == 200, spoken.text
+    assert spoken.headers["content-type"].startswith("application/xml")
+    assert "<Say>" in spoken.text and "<Hangup" in spoken.text
+    assert post(client, f"/v1/twilio/voice/{attempt.id}", params, header=False).status_code == 403
+    assert post(client, "/v1/twilio/voice/999999", params).status_code == 404
