@@ -141,7 +141,7 @@ def _allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ..
     day_start, day_end = utc_day * DAY, (utc_day + 1) * DAY
     result: list[Span] = [(day_start, day_end)]
     for zone in zones:
-        result = _intersect(result, _zone_spans(pack, zone, states, day_start, day_end))
+        result = intersect_spans(result, _zone_spans(pack, zone, states, day_start, day_end))
     return tuple(result)
 
 
@@ -161,7 +161,8 @@ def _zone_spans(pack: RulePack, zone: str, states: tuple[str, ...], day_start: i
     return spans
 
 
-def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
+def intersect_spans(a: list[Span], b: list[Span]) -> list[Span]:
+    """The overlap of two sorted lists of disjoint spans."""
     result, i, j = [], 0, 0
     while i < len(a) and j < len(b):
         start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])

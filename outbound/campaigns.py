@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import and_, exists, func, insert, literal, select, update
 from sqlmodel import Session
 
+from consent.types import Channel, Purpose
+from consent.types import VoiceKind as Voice
 from outbound import audit
 from outbound.models import Attempt, Campaign, Contact, Decision
 
@@ -59,22 +61,6 @@ class CampaignExists(ValueError):
 
 class InvalidTransition(ValueError):
     """The campaign's status does not allow that change (e.g. resuming a completed campaign)."""
-
-
-class Channel(StrEnum):
-    VOICE = "voice"
-    SMS = "sms"
-
-
-class Purpose(StrEnum):
-    TELEMARKETING = "telemarketing"
-    INFORMATIONAL = "informational"
-
-
-class Voice(StrEnum):
-    LIVE = "live"
-    PRERECORDED = "prerecorded"
-    ARTIFICIAL = "artificial"
 
 
 class RetryOutcome(StrEnum):

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from consent import windows
 from consent.rules import RulePack
+from consent.windows import intersect_spans
 
 DAY = windows.DAY
 SEARCH_DAYS = 400            # as far ahead as the gate looks for a next allowed instant
@@ -37,7 +38,7 @@ def campaign_spans(hours: tuple[int, int] | None, start_date: date | None, end_d
     def spans_of_day(utc_day: int) -> tuple[Span, ...]:
         result: list[Span] = [(utc_day * DAY, (utc_day + 1) * DAY)]
         for zone in zones:
-            result = _intersect(result, _zone_campaign_spans(hours, start_date, end_date, zone, utc_day))
+            result = intersect_spans(result, _zone_campaign_spans(hours, start_date, end_date, zone, utc_day))
         return tuple(result)
     return spans_of_day
 
@@ -92,14 +93,3 @@ def _close_of(spans_of_day: SpansOfDay, at: datetime) -> datetime | None:
     return None if end is None else datetime.fromtimestamp(end, timezone.utc)
 
 
-def _intersect(a: list[Span], b: list[Span]) -> list[Span]:
-    result, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if start < end:
-            result.append((start, end))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return result
