@@ -11,6 +11,7 @@ from api.validation_errors import request_validation_error
 # One line per router module; each exposes `router`.
 ROUTER_MODULES = (
     "api.routes.gate",
+    "api.routes.scrub",
     "api.routes.consent",
     "api.routes.lists",
     "api.routes.campaigns",
