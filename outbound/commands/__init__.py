@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "outbound.commands.campaign_cmd",
     "outbound.commands.worker_cmd",
     "outbound.commands.serve_cmd",
+    "outbound.commands.simulate_cmd",
 )
 
 
