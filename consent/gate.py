@@ -23,6 +23,7 @@ BLOCKING = frozenset({"invalid_number", "location_unknown", "dnc_internal", "dnc
 DEFERRING = frozenset({"calling_window", "holiday", "frequency_cap"})
 CAP_WINDOW = timedelta(hours=24)
 MAX_CAP_ROUNDS = 16      # window openings re-checked against caps before giving up
+MINUTE_CACHE_SIZE = 200_000
 _MOBILE_LIKE = frozenset({LineType.MOBILE, LineType.UNKNOWN})
 _RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -37,14 +38,15 @@ def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetim
                         f"{request.phone!r} is not a valid NANP (+1) number")
         return _decision(Verdict.BLOCK, [reason], None, request, rules, ConsentNeed.NONE)
     ts = at.timestamp()
-    flags = state_flags(rules, location, ts)
+    flags, open_now = minute_facts(rules, location, ts)
     need = consent_needed(request, flags)
     standing = consent_standing(request, facts, at)
     reasons = [*check_location(request), *check_dnc(request, facts, rules, at, standing),
                *check_consent(request, need, standing, at)]
     cap_free_at = None
     if location.timezones:
-        reasons.extend(check_windows(request, rules, at, ts))
+        if not open_now:
+            reasons.extend(_cached_window_reasons(request, rules, at, ts))
         cap_reasons, cap_free_at = check_caps(facts, flags, at)
         reasons.extend(cap_reasons)
     return decide(reasons, request, facts, rules, at, need, cap_free_at)
@@ -70,7 +72,7 @@ def _next_allowed(request: AttemptRequest, facts: Facts, rules: RulePack, start:
     location = request.location
     candidate = start
     for _ in range(MAX_CAP_ROUNDS):
-        found = windows.next_allowed(rules, location.timezones, location.states, candidate.timestamp())
+        found = _next_window_opening(rules, location, candidate.timestamp())
         if found is None:
             return None
         if found != candidate.timestamp():
@@ -80,6 +82,18 @@ def _next_allowed(request: AttemptRequest, facts: Facts, rules: RulePack, start:
             return candidate.astimezone(timezone.utc)
         candidate = cap_free_at
     return None
+
+
+def _next_window_opening(rules: RulePack, location: Location, ts: float) -> float | None:
+    # From anywhere in a closed UTC minute the next opening is the same instant: cache it.
+    minute = int(ts // 60)
+    key = ("opening", location.timezones, location.states, minute)
+    found = rules.minute_cache.get(key)
+    if found is None:
+        found = windows.next_allowed(rules, location.timezones, location.states, ts)
+        if ts >= 0 and found is not None and found >= (minute + 1) * 60:
+            rules.minute_cache[key] = found
+    return found
 
 
 def _decision(verdict: Verdict, reasons: list[Reason], next_allowed_at: datetime | None,
@@ -174,6 +188,29 @@ class StateFlags:
     automated_needs_written: bool
 
 
+def minute_facts(rules: RulePack, location: Location, ts: float) -> tuple[StateFlags, bool]:
+    """(state flags, inside every window) for the UTC minute holding `ts`.
+
+    Both are constant within a UTC minute: every window edge is a local HH:MM and, since 1970,
+    the offsets of the zones we place contacts in are whole minutes, so edges fall on whole UTC
+    minutes. A dispatch batch decides many contacts in the same minute: one lookup each.
+    """
+    if ts < 0:
+        return state_flags(rules, location, ts), _open(rules, location, ts)
+    key = (location.timezones, location.states, int(ts // 60))
+    cache = rules.minute_cache
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= MINUTE_CACHE_SIZE:
+            cache.clear()        # bounded: a long-running worker moves on to new minutes
+        found = cache[key] = (state_flags(rules, location, ts), _open(rules, location, ts))
+    return found
+
+
+def _open(rules: RulePack, location: Location, ts: float) -> bool:
+    return not location.timezones or windows.is_allowed(rules, location.timezones, location.states, ts)
+
+
 def state_flags(rules: RulePack, location: Location, ts: float) -> StateFlags:
     """Flags of every state entry in force on any candidate zone's local date (entries take
     effect on local dates, as windows do); the UTC date when no zone is known."""
@@ -265,10 +302,20 @@ def _why_needed(request: AttemptRequest) -> str:
 
 # --- windows, holidays and caps ---------------------------------------------------------------
 
-def check_windows(request: AttemptRequest, rules: RulePack, at: datetime, ts: float) -> list[Reason]:
+def _cached_window_reasons(request: AttemptRequest, rules: RulePack, at: datetime, ts: float) -> tuple[Reason, ...]:
+    # The text names the local HH:MM, so it too is the same for the whole UTC minute.
+    if ts < 0:
+        return tuple(window_reasons(request, rules, at))
+    key = ("reasons", request.location.timezones, request.location.states, int(ts // 60))
+    found = rules.minute_cache.get(key)
+    if found is None:
+        found = rules.minute_cache[key] = tuple(window_reasons(request, rules, at))
+    return found
+
+
+def window_reasons(request: AttemptRequest, rules: RulePack, at: datetime) -> list[Reason]:
+    """Why `at` is outside the windows: one reason per rule that excludes it, in any zone."""
     location = request.location
-    if windows.is_allowed(rules, location.timezones, location.states, ts):
-        return []
     reasons: dict[str, Reason] = {}
     for zone, constraint, local in windows.violated(rules, location.timezones, location.states, at):
         code = "holiday" if constraint.kind == "holiday" else "calling_window"

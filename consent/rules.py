@@ -91,6 +91,7 @@ class RulePack:
         self._effective_dates = {code: [r.effective for r in rules] for code, rules in self._states.items()}
         self.version = _version(data)
         self.cache: dict[Any, Any] = {}     # derived values, keyed by the deriving module
+        self.minute_cache: dict[Any, Any] = {}   # per-UTC-minute gate facts (consent.gate)
 
     def state_rule(self, code: str, on: date) -> StateRule | None:
         """The state's entry in force on `on`, or None when the state adds nothing that day."""
