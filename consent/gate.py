@@ -77,7 +77,7 @@ def _next_allowed(request: AttemptRequest, facts: Facts, rules: RulePack, start:
             return None
         if found != candidate.timestamp():
             candidate = datetime.fromtimestamp(found, timezone.utc)
-        _, cap_free_at = check_caps(facts, state_flags(rules, location, found), candidate)
+        _, cap_free_at = check_caps(facts, minute_facts(rules, location, found)[0], candidate)
         if cap_free_at is None:
             return candidate.astimezone(timezone.utc)
         candidate = cap_free_at
