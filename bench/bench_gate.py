@@ -30,14 +30,19 @@ STATES = [None, None, "NY", "FL", "TX", "UT", "CA", "PA", "OK", "MD"]
 def scenario(rng: random.Random, spread: str = "campaign") -> dict:
     """A realistic mix: mostly consented telemarketing, some DNC, caps history, informational.
 
-    spread "campaign": instants of one campaign week during US daytime (13:00-24:00 UTC), as
-    dispatch sees them; "year": any day and hour of 2026, mostly cold caches and many defers.
+    spread "dispatch": one batch instant per simulated tick (20 ticks of a July afternoon), as a
+    dispatch batch decides many contacts at once; "campaign": any quarter hour of one campaign
+    week during US daytime (13:00-24:00 UTC); "year": any day and hour of 2026, mostly cold
+    caches and many defers.
     """
-    if spread == "campaign":
+    if spread == "dispatch":
+        month, day, hour = 7, 15, 14 + rng.randint(0, 9)
+    elif spread == "campaign":
         month, day, hour = 7, rng.randint(13, 19), rng.randint(13, 23)
     else:
         month, day, hour = rng.randint(1, 12), rng.randint(1, 28), rng.randint(0, 23)
-    at = f"2026-{month:02d}-{day:02d}T{hour:02d}:{rng.choice([0, 15, 30, 45]):02d}:00Z"
+    minute = rng.choice([0, 30]) if spread == "dispatch" else rng.choice([0, 15, 30, 45])
+    at = f"2026-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:00Z"
     channel = rng.choice(["voice", "voice", "sms"])
     item = {
         "at": at, "channel": channel, "purpose": rng.choice(["telemarketing"] * 3 + ["informational"]),
@@ -90,7 +95,7 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=200_000)
     parser.add_argument("--lines", type=int, default=100_000)
     args = parser.parse_args()
-    for spread in ("campaign", "year"):
+    for spread in ("dispatch", "campaign", "year"):
         rate, verdicts = bench_evaluate(args.decisions, spread)
         print(f"evaluate ({spread} spread, cold caches): {rate:,.0f} decisions/s on one core over "
               f"{args.decisions:,} scenarios {verdicts} (target >= 100,000)  "
