@@ -434,3 +434,14 @@ def test_cli_a_missing_file_is_exit_2(outbound_env, cli_runner, tmp_path):
     result = cli_runner.invoke(cli_app, ["import", "contacts", str(tmp_path / "nope.csv"), "--campaign", "c"])
     assert result.exit_code == 2
     assert "cannot read" in result.stderr
+
+
+def test_fast_prefix_verdicts_agree_with_phonenumbers_for_every_area_code():
+    # The fast verdict (area-code region + metadata regex) may defer to the slow path (None),
+    # but when it answers it must answer as phonenumbers does: 4 exchanges of every area code.
+    from outbound.lists.normalise import _prefix_verdict, exact_prefix_verdict
+
+    for npa in range(200, 1000):
+        for nxx in ("000", "140", "555", "987"):
+            fast = _prefix_verdict(f"{npa}{nxx}")
+            assert fast is None or fast == exact_prefix_verdict(f"{npa}{nxx}"), f"{npa}{nxx}"
