@@ -70,6 +70,9 @@ def _next_allowed(request: AttemptRequest, facts: Facts, rules: RulePack, start:
     checked against the caps in force then; a reached cap moves the search to when it frees.
     """
     location = request.location
+    if not facts.history or not _ever_capped(rules, location.states):
+        # Nothing to count, or no cap in any of these states' entries: the next opening it is.
+        return _next_opening_instant(rules, location, start)
     candidate = start
     for _ in range(MAX_CAP_ROUNDS):
         found = _next_window_opening(rules, location, candidate.timestamp())
@@ -82,6 +85,31 @@ def _next_allowed(request: AttemptRequest, facts: Facts, rules: RulePack, start:
             return candidate.astimezone(timezone.utc)
         candidate = cap_free_at
     return None
+
+
+def _ever_capped(rules: RulePack, states: tuple[str, ...]) -> bool:
+    key = ("ever_capped", states)
+    found = rules.cache.get(key)
+    if found is None:
+        found = rules.cache[key] = rules.ever_capped(states)
+    return found
+
+
+def _next_opening_instant(rules: RulePack, location: Location, start: datetime) -> datetime | None:
+    ts = start.timestamp()
+    key = ("opening_at", location.timezones, location.states, int(ts // 60))
+    found = rules.minute_cache.get(key)
+    if found is not None:
+        return found
+    opening = _next_window_opening(rules, location, ts)
+    if opening is None:
+        return None
+    if opening == ts:
+        return start.astimezone(timezone.utc)
+    found = datetime.fromtimestamp(opening, timezone.utc)
+    if ts >= 0 and opening >= (int(ts // 60) + 1) * 60:
+        rules.minute_cache[key] = found
+    return found
 
 
 def _next_window_opening(rules: RulePack, location: Location, ts: float) -> float | None:

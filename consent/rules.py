@@ -101,6 +101,10 @@ class RulePack:
         index = bisect.bisect_right(dates, on) - 1
         return self._states[code][index] if index >= 0 else None
 
+    def ever_capped(self, states: tuple[str, ...]) -> bool:
+        """Whether any entry, of any date, of these states has a frequency cap."""
+        return any(rule.cap_per_24h for code in states for rule in self._states.get(code, ()))
+
     def state_codes(self) -> tuple[str, ...]:
         return tuple(sorted(self._states))
 
