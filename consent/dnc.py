@@ -12,7 +12,6 @@ in the caller's transaction (the CLI passes `outbound.audit.append`).
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
@@ -26,6 +25,7 @@ from sqlmodel import Session
 
 from consent import bulk_numbers
 from consent.location import parse_nanp, to_e164
+from consent.text_files import read_text_file
 from consent.registry_store import STALE_AFTER_DAYS, RegistryStore, age_days
 from consent.tables import DncEntry, DncSource
 
@@ -150,22 +150,7 @@ class ListImportReport:
 
 
 def _decode(path: Path) -> str:
-    """The file's text; UTF-8 (with or without BOM) or UTF-16 with a BOM, else a precise error."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ListFileError(f"{path}: cannot read ({error.strerror})") from error
-    if not data.strip():
-        raise ListFileError(f"{path}: the file is empty")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16", errors="replace")
-    if b"\x00" in data[:4096]:
-        raise ListFileError(f"{path}: binary data (NUL bytes), not a text list of numbers")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ListFileError(f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
-                            f"{error.start}); save the list as UTF-8 CSV") from error
+    return read_text_file(path, ListFileError, "a text list of numbers")
 
 
 def normalised_header(name: str) -> str:

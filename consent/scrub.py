@@ -11,7 +11,6 @@ every tool that reads it back.
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import re
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from sqlmodel import Session
 
+from consent.text_files import read_text_file
 from consent import bulk_numbers, dnc
 from consent.registry_store import STALE_AFTER_DAYS, RegistryStore, age_days
 
@@ -73,24 +73,7 @@ def escape_cell(value: str) -> str:
 
 
 def read_text(path: Path) -> str:
-    """UTF-8 (BOM or not) or UTF-16 with a BOM; anything else is refused with the offending byte."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as error:
-        raise ScrubInputError(f"{path}: no such file") from error
-    except OSError as error:
-        raise ScrubInputError(f"{path}: cannot read ({error.strerror})") from error
-    if not data.strip():
-        raise ScrubInputError(f"{path}: the file is empty")
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return data.decode("utf-16", errors="replace")
-    if b"\x00" in data[:4096]:
-        raise ScrubInputError(f"{path}: binary data (NUL bytes), not a CSV file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ScrubInputError(f"{path}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
-                              f"{error.start}); save the list as UTF-8 CSV") from error
+    return read_text_file(path, ScrubInputError, "a CSV file")
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]], Sequence[int]]:

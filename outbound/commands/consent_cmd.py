@@ -3,8 +3,7 @@ history of a phone and the consent the gate would rely on; record an opt-out by 
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -18,21 +17,13 @@ from consent.ledger_io import RevocationVia, load_path
 from consent.types import Channel, Purpose
 from outbound import audit
 from outbound.db import ensure_schema, get_engine, session_scope
+from outbound.commands.cli_context import default_actor, now
 
 consent_app = typer.Typer(help="The consent ledger: consent, revocations, business relationships.",
                           no_args_is_help=True)
 console = Console()
 # Exit status when some input could not be used, as for `outbound gate check`.
 EXIT_INVALID = 2
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _default_actor() -> str:
-    user = os.environ.get("USER") or os.environ.get("USERNAME")
-    return f"cli:{user}" if user else "cli"
 
 
 def _fail(message: str) -> None:
@@ -57,8 +48,8 @@ def import_file(
     engine = get_engine()
     ensure_schema(engine)
     with session_scope(engine) as session:
-        summary = records.import_loaded(session, loaded, source=str(file), actor=actor or _default_actor(),
-                                        at=_now(), audit=audit.append)
+        summary = records.import_loaded(session, loaded, source=str(file), actor=actor or default_actor(),
+                                        at=now(), audit=audit.append)
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
     else:
@@ -91,7 +82,7 @@ def show(
     ensure_schema(engine)
     with Session(engine) as session:
         try:
-            view = records.ledger_view(session, phone, _now(),
+            view = records.ledger_view(session, phone, now(),
                                        channels=[channel] if channel else tuple(Channel),
                                        purposes=[purpose] if purpose else tuple(Purpose))
         except records.InvalidPhone as error:
@@ -175,14 +166,14 @@ def revoke(
 ) -> None:
     """Record an opt-out now; it is committed before the command returns."""
     chosen = _parse_channels(channels)
-    now = _now()
-    received = _parse_instant(received_at, "--received-at") or now
+    at = now()
+    received = _parse_instant(received_at, "--received-at") or at
     engine = get_engine()
     ensure_schema(engine)
     with session_scope(engine) as session:
         try:
-            stored = records.revoke(session, phone, chosen, via, received, actor=actor or _default_actor(),
-                                    at=now, audit=audit.append, note=note)
+            stored = records.revoke(session, phone, chosen, via, received, actor=actor or default_actor(),
+                                    at=at, audit=audit.append, note=note)
         except records.LedgerError as error:
             _fail(str(error))
         result = records.revocation_as_dict(stored.row)

@@ -10,7 +10,6 @@ were rejected (the good ones are still loaded and the message says so).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ from rich.table import Table
 from consent import dnc, scrub
 from consent.registry_store import (ChangeReport, IngestReport, RegistryInputError, RegistryStore,
                                     RegistryUnavailable)
+from outbound.commands.cli_context import default_actor, now
 
 EXIT_INVALID = 2
 dnc_app = typer.Typer(help="Do-not-call data: national registry, state, internal and litigator lists.",
@@ -41,15 +41,6 @@ def register(app: typer.Typer) -> None:
 
 # --- shared plumbing --------------------------------------------------------------------------
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _default_actor() -> str:
-    user = os.environ.get("USER") or os.environ.get("USERNAME")
-    return f"cli:{user}" if user else "cli"
-
-
 def _fail(message: str) -> None:
     errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_INVALID)
@@ -58,7 +49,7 @@ def _fail(message: str) -> None:
 def _parse_instant(text: str | None, option: str) -> datetime:
     """An ISO 8601 instant (a date means midnight UTC); naive times are taken as UTC."""
     if text is None:
-        return _now()
+        return now()
     try:
         instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -143,8 +134,8 @@ def _record_national(report, kind: str, files: list[dict], synced: datetime, act
     engine = _database()
     with _session_scope(engine) as session:
         dnc.record_national_load(session, kind=kind, version=report.version, files=files,
-                                 entries=report.entries, synced_at=synced, at=_now(),
-                                 actor=actor or _default_actor(), audit=_audit())
+                                 entries=report.entries, synced_at=synced, at=now(),
+                                 actor=actor or default_actor(), audit=_audit())
 
 
 def _print_registry_report(report: IngestReport | ChangeReport, as_json: bool, what: str) -> None:
@@ -211,7 +202,7 @@ def _import_list(load, as_json: bool, actor: str | None) -> None:
 
     def run():
         with _session_scope(engine) as session:
-            return load(session, _now(), actor or _default_actor())
+            return load(session, now(), actor or default_actor())
     report: dnc.ListImportReport = _run_guarded(run)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -236,8 +227,8 @@ def add(
 
     def run():
         with _session_scope(engine) as session:
-            entry, added = dnc.add_internal(session, phone, reason=reason, actor=actor or _default_actor(),
-                                            at=_now(), audit=_audit())
+            entry, added = dnc.add_internal(session, phone, reason=reason, actor=actor or default_actor(),
+                                            at=now(), audit=_audit())
             return entry.phone, added
     e164, added = _run_guarded(run)
     console.print(f"{e164} {'added to' if added else 'is already on'} the internal list.", highlight=False)
@@ -254,8 +245,8 @@ def remove(
 
     def run():
         with _session_scope(engine) as session:
-            entries = dnc.remove_internal(session, phone, reason=reason, actor=actor or _default_actor(),
-                                          at=_now(), audit=_audit())
+            entries = dnc.remove_internal(session, phone, reason=reason, actor=actor or default_actor(),
+                                          at=now(), audit=_audit())
             return entries[0].phone
     e164 = _run_guarded(run)
     console.print(f"{e164} removed from the internal list.", highlight=False)
@@ -268,7 +259,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the sources
     """Each source's size, version and age; warns from day 24, stale past 31 (telemarketing blocked)."""
     engine = _database()
     with _session_scope(engine) as session:
-        rows = dnc.status(session, registry_store(), _now())
+        rows = dnc.status(session, registry_store(), now())
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return
@@ -296,7 +287,7 @@ def scrub_command(
     def run():
         with _session_scope(engine) as session, _progress(as_json) as progress:
             task = progress.add_task("Scrubbing", total=None)
-            return scrub.scrub_csv(file, out, session, store, now=_now(),
+            return scrub.scrub_csv(file, out, session, store, now=now(),
                                    progress=lambda done, total: progress.update(task, completed=done, total=total))
     report: scrub.ScrubReport = _run_guarded(run)
     if as_json:

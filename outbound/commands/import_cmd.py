@@ -9,7 +9,6 @@ a bad --map); the message is on stderr and nothing is stored.
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from rich.progress import (
 from rich.text import Text
 
 from outbound.db import ensure_schema, get_engine, session_scope
+from outbound.commands.cli_context import default_actor
 from outbound.lists import (
     ImportProgress, ImportResult, ListFileError, find_or_create_campaign, import_contacts, open_list,
     parse_column_map, write_rejects_csv,
@@ -79,7 +79,7 @@ def import_contacts_command(
                 campaign_id = find_or_create_campaign(session, campaign, at).id
             with _progress_bar(size) as advance:
                 result = import_contacts(engine, reader, columns, campaign_id=campaign_id,
-                                         file_name=file.name, actor=actor or _default_actor(),
+                                         file_name=file.name, actor=actor or default_actor(),
                                          at=at, progress=advance)
     except ListFileError as error:
         _fail(f"{file}: {error}")
@@ -129,11 +129,6 @@ def _print_result(file: Path, campaign: str, result: ImportResult, report: Path 
         stderr.print(f"rejected rows written to {escape(str(report))}", highlight=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(result.summary(), ensure_ascii=False))
-
-
-def _default_actor() -> str:
-    user = os.environ.get("USER") or os.environ.get("USERNAME")
-    return f"cli:{user}" if user else "cli"
 
 
 def _fail(message: str) -> None:
