@@ -61,6 +61,7 @@ class DemoReport:
     deferred_by_reason: dict[str, int] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     called: int = 0
+    example_blocked: str | None = None      # a decision id to replay
     completed: int = 0
     transferred: int = 0
 
@@ -166,6 +167,10 @@ def _report(engine: Engine, campaign_id: int, name: str, contacts: int, rejected
                                                                Attempt.status == "completed")).scalar_one()
         called = session.execute(select(func.count()).where(Attempt.campaign_id == campaign_id,
                                                             Attempt.carrier_id.is_not(None))).scalar_one()
+        report.example_blocked = session.execute(
+            select(Decision.id).join(Attempt, Attempt.id == Decision.attempt_id)
+            .where(Attempt.campaign_id == campaign_id, Decision.verdict == "block")
+            .order_by(Decision.decided_at, Decision.id).limit(1)).scalar_one_or_none()
     report.allowed, report.deferred, report.blocked = verdicts["allow"], verdicts["defer"], verdicts["block"]
     report.blocked_by_reason, report.deferred_by_reason = dict(sorted(blocked_by.items())), dict(sorted(deferred_by.items()))
     report.outcomes = {outcome or "none": count for outcome, count in outcomes}

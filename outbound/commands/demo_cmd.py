@@ -38,9 +38,10 @@ def demo(as_json: bool = typer.Option(False, "--json", help="end with one JSON o
     with console.status("simulating the campaign (accelerated time, nothing leaves this machine)..."):
         report = run_demo(engine, get_settings().data_dir, seed=seed)
     console.print(_demo_table(report))
-    console.print(f"database {engine.url.render_as_string(hide_password=True)}; see why any number was "
-                  "blocked: [bold]outbound gate replay DECISION_ID[/bold]; check the audit chain: "
-                  "[bold]outbound audit verify[/bold]")
+    console.print(f"database {engine.url.render_as_string(hide_password=True)}")
+    if report.example_blocked:
+        console.print(f"Why was a number blocked? [bold]outbound gate replay {report.example_blocked}[/bold]")
+    console.print("Check the audit chain: [bold]outbound audit verify[/bold]")
     if as_json:
         print(json.dumps(report.counts()))
 
