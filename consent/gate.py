@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from consent import windows
 from consent.rules import RulePack
+from consent.scenario import iso_utc
 from consent.types import (
     AttemptRequest, Channel, ConsentGrant, ConsentKind, ConsentNeed, Decision, Facts, LineType, Location,
     Purpose, Reason, Verdict, VoiceKind,
@@ -183,8 +184,8 @@ def _stale_registry(facts: Facts, rules: RulePack, at: datetime) -> str | None:
                f"{limit} days old"
     age = at - national.synced_at
     if age > timedelta(days=limit):
-        return (f"National DNC Registry data synced {_iso(national.synced_at)} is {age.days} days "
-                f"old at {_iso(at)} (max {limit})")
+        return (f"National DNC Registry data synced {iso_utc(national.synced_at)} is {age.days} days "
+                f"old at {iso_utc(at)} (max {limit})")
     return None
 
 
@@ -298,10 +299,10 @@ def check_consent(request: AttemptRequest, need: ConsentNeed, standing: ConsentS
     wanted = f"{need.value} consent covering {request.channel.value} {request.purpose.value}"
     if standing.revoked_at is not None:
         return [Reason("consent_revoked", rule,
-                       f"{request.channel.value} consent revoked at {_iso(standing.revoked_at)} and no newer "
+                       f"{request.channel.value} consent revoked at {iso_utc(standing.revoked_at)} and no newer "
                        f"{wanted} was granted since")]
     return [Reason("consent_missing", rule, f"{_why_needed(request)} needs {wanted}; none on file is "
-                                            f"granted by {_iso(at)}, unexpired and of that kind")]
+                                            f"granted by {iso_utc(at)}, unexpired and of that kind")]
 
 
 def _covers(grant: ConsentGrant, request: AttemptRequest, at: datetime) -> bool:
@@ -365,13 +366,9 @@ def check_caps(facts: Facts, flags: StateFlags, at: datetime) -> tuple[list[Reas
             free_at = max(free_at, state_free_at) if free_at else state_free_at
             reasons.append(Reason("frequency_cap", f"state.{code}.cap",
                                   f"{len(recent)} attempts (voice and SMS together) in the 24 hours before "
-                                  f"{_iso(at)}; {code} allows {cap}; free again at {_iso(state_free_at)}"))
+                                  f"{iso_utc(at)}; {code} allows {cap}; free again at {iso_utc(state_free_at)}"))
     return reasons, free_at
 
 
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
-
-
-def _iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from consent.gate import evaluate
 from consent.rules import RulePack
+from consent.scenario import iso_utc
 from consent.types import Verdict
 from consent.windows import zone_info
 from outbound.campaigns import campaign_settings, find_campaign
@@ -47,10 +48,10 @@ class SimulationReport:
     allowed_by_day: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
-        return {"campaign": self.campaign, "start": _iso(self.start), "until": _iso(self.until),
+        return {"campaign": self.campaign, "start": iso_utc(self.start), "until": iso_utc(self.until),
                 "contacts": self.contacts, "allowed": self.allowed, "blocked": self.blocked,
                 "deferrals": self.deferrals, "not_reached": self.not_reached,
-                "exhausted_at": _iso(self.exhausted_at),
+                "exhausted_at": iso_utc(self.exhausted_at),
                 "blocked_by_reason": dict(sorted(self.blocked_by_reason.items())),
                 "deferred_by_reason": dict(sorted(self.deferred_by_reason.items())),
                 "allowed_by_state": dict(sorted(self.allowed_by_state.items())),
@@ -126,7 +127,3 @@ def _reopen(campaign_open, when: datetime | None, report: SimulationReport) -> d
     if due is None:
         report.not_reached += 1     # no window or campaign opening left
     return due
-
-
-def _iso(when: datetime | None) -> str | None:
-    return None if when is None else when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

@@ -120,6 +120,15 @@ def session(engine: Engine) -> Iterator[Session]:
 
 
 @pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """A migrated SQLite engine only: for what SQLite alone shows (BEGIN IMMEDIATE claims)."""
+    engine = make_engine(sqlite_url)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def outbound_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Settings for a CLI or API test: a fresh data dir (holding the SQLite database) and no
     `.env` or OUTBOUND_* variable from the developer's machine. Returns the data dir."""

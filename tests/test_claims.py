@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from consent.rules import load_pack
-from outbound.db import ensure_schema, make_engine, session_scope
+from outbound.db import session_scope
 from outbound.models import Attempt, Campaign
 from scheduler.claims import UNKNOWN_OUTCOME_ERROR, claim_due, reap
 from scheduler.dispatch import DispatchConfig, dispatch_once
@@ -18,14 +18,6 @@ from scheduler.housekeeping import housekeeping
 from dispatch_support import NOON_NEW_YORK, FakeAdapter, FakeRegistry, new_york_phone, running_campaign
 
 PACK = load_pack()
-
-
-@pytest.fixture
-def sqlite_engine(sqlite_url):
-    engine = make_engine(sqlite_url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def rows(engine) -> list[Attempt]:

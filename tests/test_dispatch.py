@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from consent.rules import load_pack
-from outbound.db import ensure_schema, make_engine, session_scope
+from outbound.db import make_engine, session_scope
 from outbound.models import Attempt, AuditEvent, Decision
 from outbound.replay import replay_decision
 from scheduler.claims import reap
@@ -20,14 +20,6 @@ from dispatch_support import (
 )
 
 PACK = load_pack()
-
-
-@pytest.fixture
-def sqlite_engine(sqlite_url):
-    engine = make_engine(sqlite_url)
-    ensure_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def dispatch(engine, adapter, now, registry=None, **config):
