@@ -333,3 +333,20 @@ def test_next_allowed_rechecks_caps_that_take_effect_at_the_window_opening():
     assert decision.next_allowed_at.isoformat() == "2024-01-01T23:59:00+00:00"
     later = evaluate(request, facts, pack, decision.next_allowed_at)
     assert later.verdict.value == "allow", later.reasons
+
+
+def test_a_candidate_set_that_never_opens_defers_with_no_next_instant():
+    # Rhode Island's hours must hold in New York time and, for a Guam address, in Guam time too:
+    # 09:00-18:00 in both never overlaps, so there is no instant to defer to.
+    from consent.gate import evaluate
+    from consent.rules import load_pack
+    from consent.scenario import parse_scenario
+
+    raw = {"at": "2026-07-15T16:00:00Z", "channel": "voice", "purpose": "telemarketing", "voice": "live",
+           "automated": False, "contact": {"phone": "+14012000000", "line_type": "landline", "state": "GU"},
+           "dnc": {"national": {"listed": False, "synced_at": "2026-07-10T00:00:00Z"}}}
+    request, facts, at = parse_scenario(raw)
+    decision = evaluate(request, facts, load_pack(), at)
+    assert decision.verdict.value == "defer"
+    assert decision.next_allowed_at is None
+    assert {reason.code for reason in decision.reasons} == {"calling_window"}
