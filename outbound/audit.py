@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, func, select, type_coerce
+from sqlalchemy import ColumnElement, String, func, insert, select, type_coerce
 from sqlmodel import Session
 
 from outbound.db import insert_ignoring_duplicates
@@ -111,6 +111,42 @@ def append(session: Session, *, actor: str, action: str, subject: str | None, pa
     session.add(head)
     session.flush()
     return event
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event for `append_many`."""
+
+    actor: str
+    action: str
+    subject: str | None
+    payload: dict
+    at: datetime
+
+
+def append_many(session: Session, events: list[NewEvent]) -> list[int]:
+    """Add `events` at the end of the chain, in order, in the caller's transaction; returns their
+    ids. One locked head and one multi-row INSERT for the lot: a dispatch batch holds the head
+    (which every appender queues on) for milliseconds instead of one flush per event."""
+    if not events:
+        return []
+    head = _lock_head(session)
+    rows, last_id, last_hash = [], head.last_id, head.last_hash
+    for event in events:
+        at = _as_utc(event.at)
+        payload_json = canonical_json(event.payload)
+        last_id += 1
+        digest = _hash_event_text(last_id, iso_utc(at), event.actor, event.action, event.subject,
+                                  payload_json, last_hash)
+        rows.append({"id": last_id, "at": at, "actor": event.actor, "action": event.action,
+                     "subject": event.subject, "payload": payload_json, "prev_hash": last_hash,
+                     "hash": digest})
+        last_hash = digest
+    session.execute(insert(AuditEvent.__table__), rows)
+    head.last_id, head.last_hash = last_id, last_hash
+    session.add(head)
+    session.flush()
+    return [row["id"] for row in rows]
 
 
 def _as_utc(at: datetime) -> datetime:

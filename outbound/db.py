@@ -32,6 +32,10 @@ def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
         return _make_sqlite_engine(url, **engine_kwargs)
+    if url.get_driver_name() == "psycopg2":
+        # Batched UPDATEs (a dispatch batch moves hundreds of attempts): one round trip per page
+        # instead of one per row.
+        engine_kwargs.setdefault("executemany_mode", "values_plus_batch")
     return create_engine(url, pool_pre_ping=True, **engine_kwargs)
 
 

@@ -7,10 +7,11 @@ as its audit event: a decision without its audit event, or the reverse, can not 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import phonenumbers
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from outbound import audit
@@ -32,12 +33,7 @@ def store_decision(session: Session, *, scenario: dict, decision: dict, rules_ve
                    at: datetime) -> Decision:
     """Store one decision (flushed, not committed) with its audit event; `at` is the instant
     it was made. Raises RulePackConflict if `rules_version` is on file with another pack."""
-    if decision.get("verdict") not in VERDICTS:
-        raise ValueError(f"decision verdict must be one of {', '.join(VERDICTS)}, "
-                         f"not {decision.get('verdict')!r}")
-    if decision.get("rules_version", rules_version) != rules_version:
-        raise ValueError(f"decision names rules_version {decision['rules_version']!r} "
-                         f"but was stored under {rules_version!r}")
+    _check_verdict(decision, rules_version)
     ensure_rule_pack(session, rules_version, rule_pack_json, at)
     phone = subject_phone(scenario)
     row = Decision(id=uuid.uuid4().hex, attempt_id=attempt_id, phone=phone,
@@ -45,13 +41,59 @@ def store_decision(session: Session, *, scenario: dict, decision: dict, rules_ve
                    scenario=canonical_json(scenario), decision=canonical_json(decision),
                    decided_at=at, created_at=at)
     session.add(row)            # flushed with its audit event by audit.append
-    audit.append(session, actor=actor, action=DECISION_ACTION, subject=row.id, at=at, payload={
-        "verdict": row.verdict,
+    audit.append(session, actor=actor, action=DECISION_ACTION, subject=row.id, at=at,
+                 payload=_audit_payload(row.verdict, decision, rules_version, phone))
+    return row
+
+
+@dataclass(frozen=True)
+class NewDecision:
+    """One decision for `store_decisions`."""
+
+    scenario: dict
+    decision: dict
+    attempt_id: int | None
+
+
+def store_decisions(session: Session, items: list[NewDecision], *, rules_version: str, rule_pack_json: str,
+                    actor: str, at: datetime) -> list[str]:
+    """`store_decision` for a batch made under one rule pack at one instant: one multi-row
+    INSERT for the decisions and one for their audit events. Returns the decision ids in order."""
+    rows, events = [], []
+    for item in items:
+        _check_verdict(item.decision, rules_version)
+        phone = subject_phone(item.scenario)
+        row = {"id": uuid.uuid4().hex, "attempt_id": item.attempt_id, "phone": phone,
+               "verdict": str(item.decision["verdict"]), "rules_version": rules_version,
+               "scenario": canonical_json(item.scenario), "decision": canonical_json(item.decision),
+               "decided_at": at, "created_at": at}
+        rows.append(row)
+        events.append(audit.NewEvent(actor=actor, action=DECISION_ACTION, subject=row["id"], at=at,
+                                     payload=_audit_payload(row["verdict"], item.decision, rules_version, phone)))
+    if not rows:
+        return []
+    ensure_rule_pack(session, rules_version, rule_pack_json, at)
+    session.execute(insert(Decision.__table__), rows)
+    audit.append_many(session, events)
+    return [row["id"] for row in rows]
+
+
+def _check_verdict(decision: dict, rules_version: str) -> None:
+    if decision.get("verdict") not in VERDICTS:
+        raise ValueError(f"decision verdict must be one of {', '.join(VERDICTS)}, "
+                         f"not {decision.get('verdict')!r}")
+    if decision.get("rules_version", rules_version) != rules_version:
+        raise ValueError(f"decision names rules_version {decision['rules_version']!r} "
+                         f"but was stored under {rules_version!r}")
+
+
+def _audit_payload(verdict: str, decision: dict, rules_version: str, phone: str) -> dict:
+    return {
+        "verdict": verdict,
         "reasons": [reason["code"] for reason in decision.get("reasons", ())],
         "rules_version": rules_version,
         "phone": phone,
-    })
-    return row
+    }
 
 
 def ensure_rule_pack(session: Session, version: str, pack_json: str, at: datetime) -> None:

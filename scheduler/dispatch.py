@@ -39,7 +39,7 @@ from consent.types import (
 )
 from outbound.campaigns import CampaignSettings, campaign_settings
 from outbound.db import session_scope
-from outbound.decisions import store_decision
+from outbound.decisions import NewDecision, store_decisions
 from outbound.models import Attempt, Campaign, Contact
 from scheduler import claims, openings
 from scheduler.facts import NationalRegistry, load_batch_facts
@@ -147,28 +147,94 @@ class _FactsUnavailable(RuntimeError):
 
 def _decide_batch(engine: Engine, ids: list[int], *, worker_id: str, now: datetime, pack: RulePack,
                   registry: NationalRegistry, config: DispatchConfig, report: DispatchReport) -> list[_ToSend]:
-    to_send: list[_ToSend] = []
     with session_scope(engine) as session:
         rows = _load_rows(session, ids)
         try:
             facts = load_batch_facts(session, [row.contact.e164 for row in rows], now, registry)
         except Exception as error:
             raise _FactsUnavailable(f"{type(error).__name__}: {error}") from error
-        pack_json = _pack_json(pack)
+        decided = []
         for row in rows:
             if row.campaign.status != "running":
                 report.lost_claims += _release(session, row.attempt.id, worker_id, now)
                 continue
-            phone = row.contact.e164
-            sent = _decide_one(session, row, facts[phone], worker_id=worker_id, now=now,
-                               pack=pack, pack_json=pack_json, config=config, report=report)
-            if sent is not None:
-                # The same number may be in the batch twice (two campaigns): the second decision
-                # must count the first call against the frequency caps.
-                facts[phone] = replace(facts[phone], history=(*facts[phone].history,
-                                                              PriorAttempt(now, Channel(sent.channel))))
-                to_send.append(sent)
+            outcome = _decide_one(row, facts, now=now, pack=pack, config=config)
+            decided.append(outcome)
+        return _store_batch(session, decided, worker_id=worker_id, now=now, pack=pack, report=report)
+
+
+@dataclass(frozen=True)
+class _Decided:
+    row: _Row
+    request: AttemptRequest
+    facts: Facts                          # as the gate saw them (the batch's own calls included)
+    decision: Decision
+    plan: _Plan
+    settings: CampaignSettings
+
+
+def _decide_one(row: _Row, facts: dict[str, Facts], *, now: datetime, pack: RulePack,
+                config: DispatchConfig) -> _Decided:
+    phone = row.contact.e164
+    request = attempt_request(row.campaign, row.contact)
+    seen = facts[phone]
+    decision = evaluate(request, seen, pack, now)
+    settings = campaign_settings(row.campaign)
+    plan = _plan(decision, request, settings, pack, now, send_lease=timedelta(seconds=config.send_lease_seconds))
+    if plan.values["status"] == "dialing":
+        # The same number may be in the batch twice (two campaigns): the second decision must
+        # count the first call against the frequency caps.
+        facts[phone] = replace(facts[phone], history=(*facts[phone].history,
+                                                      PriorAttempt(now, Channel(row.campaign.channel))))
+    return _Decided(row, request, seen, decision, plan, settings)
+
+
+def _store_batch(session: Session, decided: list[_Decided], *, worker_id: str, now: datetime, pack: RulePack,
+                 report: DispatchReport) -> list[_ToSend]:
+    """Store the batch's decisions with their audit events and move its attempts on, in one go.
+
+    The attempts still claimed by this worker are locked first: one a stopped campaign or the
+    reaper took back meanwhile gets no decision stored and is not sent."""
+    ours = _lock_still_ours(session, [item.row.attempt.id for item in decided], worker_id)
+    kept = [item for item in decided if item.row.attempt.id in ours]
+    report.lost_claims += len(decided) - len(kept)
+    decision_ids = store_decisions(session, [
+        NewDecision(scenario=scenario_to_dict(item.request, item.facts, now),
+                    decision=decision_to_dict(item.decision), attempt_id=item.row.attempt.id)
+        for item in kept], rules_version=pack.version, rule_pack_json=_pack_json(pack), actor=ACTOR, at=now)
+    report.decision_ids.extend(decision_ids)
+    _move_attempts(session, kept, decision_ids, now)
+    to_send = []
+    for item in kept:
+        setattr(report, item.plan.counter, getattr(report, item.plan.counter) + 1)
+        if item.plan.values["status"] == "dialing":
+            row = item.row
+            to_send.append(_ToSend(attempt_id=row.attempt.id, campaign_id=row.campaign.id,
+                                   channel=row.campaign.channel, to=row.contact.e164, from_=row.campaign.caller_id,
+                                   body=row.campaign.script or "", cps=item.settings.cps,
+                                   expires_at=item.plan.values["allow_expires_at"]))
     return to_send
+
+
+def _lock_still_ours(session: Session, ids: list[int], worker_id: str) -> set[int]:
+    if not ids:
+        return set()
+    statement = select(Attempt.id).where(Attempt.id.in_(ids), Attempt.status == "claimed",
+                                         Attempt.claimed_by == worker_id).with_for_update()
+    return set(session.connection().execute(statement).scalars())
+
+
+def _move_attempts(session: Session, kept: list[_Decided], decision_ids: list[str], now: datetime) -> None:
+    # Core executemany, one statement per shape of change: the ORM would re-evaluate the criteria
+    # against every object of the batch in the session after each update (quadratic).
+    by_shape: dict[tuple[str, ...], list[dict]] = {}
+    for item, decision_id in zip(kept, decision_ids):
+        values = {**item.plan.values, "decision_id": decision_id, "updated_at": now}
+        by_shape.setdefault(tuple(sorted(values)), []).append({**values, "attempt_id": item.row.attempt.id})
+    for shape, params in by_shape.items():
+        statement = (update(Attempt).where(Attempt.id == bindparam("attempt_id"))
+                     .values({name: bindparam(name) for name in shape}))
+        session.connection().execute(statement, params)
 
 
 def _load_rows(session: Session, ids: list[int]) -> list[_Row]:
@@ -197,33 +263,6 @@ def attempt_request(campaign: Campaign, contact: Contact) -> AttemptRequest:
 @lru_cache(maxsize=65536)
 def _region(prefix: str) -> str | None:
     return prefix_facts(prefix)[2]
-
-
-def _decide_one(session: Session, row: _Row, facts: Facts, *, worker_id: str, now: datetime, pack: RulePack,
-                pack_json: str, config: DispatchConfig, report: DispatchReport) -> _ToSend | None:
-    request = attempt_request(row.campaign, row.contact)
-    decision = evaluate(request, facts, pack, now)
-    stored = store_decision(session, scenario=scenario_to_dict(request, facts, now),
-                            decision=decision_to_dict(decision), rules_version=pack.version,
-                            rule_pack_json=pack_json, attempt_id=row.attempt.id, actor=ACTOR, at=now)
-    report.decision_ids.append(stored.id)
-    settings = campaign_settings(row.campaign)
-    plan = _plan(decision, request, settings, pack, now, send_lease=timedelta(seconds=config.send_lease_seconds))
-    values = {**plan.values, "decision_id": stored.id, "updated_at": now}
-    # Core, on the session's connection: the ORM would re-evaluate the criteria against every
-    # object of the batch in the session after each update (quadratic in the batch size).
-    changed = session.connection().execute(update(Attempt).where(
-        Attempt.id == row.attempt.id, Attempt.status == "claimed", Attempt.claimed_by == worker_id)
-        .values(**values)).rowcount
-    if not changed:
-        report.lost_claims += 1
-        return None
-    setattr(report, plan.counter, getattr(report, plan.counter) + 1)
-    if plan.values["status"] != "dialing":
-        return None
-    return _ToSend(attempt_id=row.attempt.id, campaign_id=row.campaign.id, channel=row.campaign.channel,
-                   to=row.contact.e164, from_=row.campaign.caller_id, body=row.campaign.script or "",
-                   cps=settings.cps, expires_at=plan.values["allow_expires_at"])
 
 
 @dataclass(frozen=True)

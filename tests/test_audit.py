@@ -65,6 +65,22 @@ def test_appended_events_form_a_chain_from_the_genesis_hash(chain):
     assert (head.id, head.last_id, head.last_hash) == (1, CHAIN_LENGTH, stored[CHAIN_LENGTH]["hash"])
 
 
+def test_a_batch_appended_at_once_continues_the_chain_exactly_as_single_appends_would(chain):
+    batch = [audit.NewEvent(actor="scheduler", action="gate.decision", subject=f"d{n}",
+                            payload={"n": n}, at=T0 + timedelta(hours=1, seconds=n)) for n in range(3)]
+    with session_scope(chain) as session:
+        ids = audit.append_many(session, batch)
+        append(session, actor="x", action="after", subject=None, payload={}, at=T0 + timedelta(hours=2))
+    assert ids == [CHAIN_LENGTH + 1, CHAIN_LENGTH + 2, CHAIN_LENGTH + 3]
+    stored = rows(chain)
+    for n, event in zip(ids, batch):
+        assert stored[n]["hash"] == event_hash(id=n, at=event.at, actor=event.actor, action=event.action,
+                                               subject=event.subject, payload=event.payload,
+                                               prev_hash=stored[n - 1]["hash"])
+    assert stored[CHAIN_LENGTH + 4]["prev_hash"] == stored[CHAIN_LENGTH + 3]["hash"]
+    assert verify_on(chain).ok and verify_on(chain).events_checked == CHAIN_LENGTH + 4
+
+
 def test_the_hash_is_sha256_of_the_canonical_event_as_specified(chain):
     event = rows(chain)[2]
     document = {"id": 2, "at": iso_utc(event["at"]), "actor": event["actor"],
