@@ -57,9 +57,8 @@ class WebhookResult:
     duplicate: bool = field(default=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
-        stored = asdict(self)
-        stored.pop("duplicate")
-        return stored
+        # Every field is a str, bool, int or None: no need for asdict's deep copy.
+        return {name: getattr(self, name) for name in _STORED_FIELDS}
 
     @classmethod
     def from_stored(cls, stored: dict[str, Any]) -> WebhookResult:
@@ -69,6 +68,9 @@ class WebhookResult:
     def with_attempt(self, attempt: Attempt) -> WebhookResult:
         return replace(self, attempt_id=attempt.id, status=attempt.status,
                        carrier_status=attempt.carrier_status, outcome=attempt.outcome)
+
+
+_STORED_FIELDS = tuple(f.name for f in fields(WebhookResult) if f.name != "duplicate")
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -131,6 +133,11 @@ def stored_result(session: Session, carrier_id: str, event_key: str) -> WebhookR
     """The result of an event already on file (marked duplicate), or None when it is new."""
     payload = session.execute(select(CarrierEvent.payload).where(
         CarrierEvent.carrier_id == carrier_id, CarrierEvent.event_key == event_key)).scalar_one_or_none()
+    return result_from_payload(carrier_id, event_key, payload)
+
+
+def result_from_payload(carrier_id: str, event_key: str, payload: dict | None) -> WebhookResult | None:
+    """What a stored event row says its first delivery did (None when there is no row)."""
     if payload is None:
         return None
     if payload.get("result") is None:
@@ -171,8 +178,13 @@ def attempt_state(attempt: Attempt) -> dict[str, str | None]:
 
 def audit_attempt_change(session: Session, attempt: Attempt, before: dict[str, str | None], *,
                          event_key: str, at: datetime) -> None:
+    audit.append(session, **asdict(attempt_change_event(attempt, before, event_key=event_key, at=at)))
+
+
+def attempt_change_event(attempt: Attempt, before: dict[str, str | None], *, event_key: str,
+                         at: datetime) -> audit.NewEvent:
     after = attempt_state(attempt)
     changed = {name: {"from": before[name], "to": after[name]}
                for name in after if before[name] != after[name]}
-    audit.append(session, actor=ACTOR, action="attempt.carrier_event", subject=f"attempt#{attempt.id}",
-                 at=at, payload={"carrier_id": attempt.carrier_id, "event": event_key, "changed": changed})
+    return audit.NewEvent(actor=ACTOR, action="attempt.carrier_event", subject=f"attempt#{attempt.id}", at=at,
+                          payload={"carrier_id": attempt.carrier_id, "event": event_key, "changed": changed})

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from consent import records
@@ -38,15 +37,15 @@ from consent.ledger_io import RevocationVia
 from consent.types import Channel
 from outbound import audit
 from outbound.carrier_event_log import (
-    ACTOR, InvalidEvent, UnknownCall, WebhookResult, attempt_for, attempt_id_for, attempt_state,
-    audit_attempt_change, claim_event, event_exists, lock_attempt, one_of, optional_one_of,
-    require_aware, required, save_result, storable_params, stored_result,
+    ACTOR, InvalidEvent, UnknownCall, WebhookResult, attempt_for, attempt_state, claim_event, event_exists,
+    one_of, optional_one_of, require_aware, required, storable_params, stored_result,
 )
+from outbound.carrier_event_recorders import BatchRecorder, NotBatchable, SingleRecorder
 from outbound.inbound_sms import SENT_KEY, handle_inbound_sms
-from outbound.models import Attempt, CarrierEvent, Contact
+from outbound.models import Attempt, Contact
 from outbound.sms_keywords import normalise, opt_out_phrase
 
-__all__ = ["handle_webhook", "WebhookResult", "UnknownCall", "InvalidEvent", "KINDS", "RetryHook"]
+__all__ = ["handle_webhook", "handle_webhook_batch", "PendingEvent", "BATCHABLE_KINDS", "NotBatchable", "WebhookResult", "UnknownCall", "InvalidEvent", "KINDS", "RetryHook"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,7 @@ RETRY_KEY = "retry"
 class _Context:
     adapter: Any
     retry_hook: RetryHook | None
+    recorder: SingleRecorder | BatchRecorder
 
 
 def handle_webhook(session: Session, kind: str, params: dict, at: datetime, *, adapter=None,
@@ -100,9 +100,47 @@ def handle_webhook(session: Session, kind: str, params: dict, at: datetime, *, a
     if handler is None:
         raise InvalidEvent(f"unknown webhook kind {kind!r}: expected one of {', '.join(KINDS)}")
     at = require_aware(at)
-    result = handler(session, storable_params(params), at, _Context(adapter, schedule_retry))
+    result = handler(session, storable_params(params), at,
+                     _Context(adapter, schedule_retry, SingleRecorder(session)))
     session.commit()
     return result
+
+
+# Kinds whose handling is database work only (no carrier request inside), so several can share
+# one transaction: an inbound text may send a reply, which must follow its own commit.
+BATCHABLE_KINDS = frozenset({"call-status", "amd", "sms-status"})
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    kind: str
+    params: dict
+    at: datetime
+
+
+def handle_webhook_batch(session: Session, events: list[PendingEvent], *,
+                         schedule_retry: RetryHook | None = None) -> list[WebhookResult]:
+    """Apply several events of BATCHABLE_KINDS, in order, in ONE transaction, and commit once.
+
+    One commit means one disk flush for the lot (the cost that bounds single-event handling),
+    and each event is still acknowledged only once stored. All or nothing: if any event raises
+    (UnknownCall, InvalidEvent or anything else), nothing is kept and the error propagates; the
+    caller then handles the events one by one, each with its own result or error (NotBatchable:
+    an event this path does not serve, such as an unknown carrier id)."""
+    for event in events:
+        if event.kind not in BATCHABLE_KINDS:
+            raise NotBatchable(f"{event.kind} events are handled one at a time, not in a batch")
+    recorder = BatchRecorder(session, [_carrier_id(event.params) for event in events])
+    context = _Context(None, schedule_retry, recorder)
+    results = [_HANDLERS[event.kind](session, storable_params(event.params), require_aware(event.at), context)
+               for event in events]
+    recorder.write_pending()
+    session.commit()
+    return results
+
+
+def _carrier_id(params: dict) -> str:
+    return str(params.get("CallSid") or params.get("MessageSid") or "")
 
 
 # --- call status ------------------------------------------------------------------------------
@@ -120,14 +158,14 @@ def _call_status(session: Session, params: dict[str, str], at: datetime, context
             _merge_answered_by(attempt, answered_by)
         detail = None
         if _supersedes(CALL_STATUS_RANK, status, sequence, attempt.carrier_status,
-                       lambda: _applied_sequence(session, attempt)):
+                       lambda: context.recorder.applied_sequence(attempt)):
             _set_call_status(attempt, status, params)
         else:
             detail = f"{status} does not supersede {attempt.carrier_status}: kept"
         _refresh_call_outcome(attempt)
         return _finish(session, attempt, before, "call-status", event_key, at, context, detail)
 
-    return _once_for_attempt(session, call_sid, event_key, params, at, apply)
+    return _once_for_attempt(context, call_sid, event_key, params, at, apply)
 
 
 def _sequence_number(params: dict[str, str]) -> int | None:
@@ -155,19 +193,6 @@ def _supersedes(ranks: dict[str, int], new: str, new_sequence: int | None, curre
         return False
     applied = current_sequence()
     return applied is not None and new_sequence > applied
-
-
-def _applied_sequence(session: Session, attempt: Attempt) -> int | None:
-    """The SequenceNumber of the status event that set the attempt's current carrier status."""
-    if attempt.carrier_id is None or attempt.carrier_status is None:
-        return None
-    payload = session.execute(select(CarrierEvent.payload).where(
-        CarrierEvent.carrier_id == attempt.carrier_id,
-        CarrierEvent.event_key == f"status:{attempt.carrier_status}")).scalar_one_or_none()
-    try:
-        return int(payload["params"]["SequenceNumber"])
-    except (TypeError, KeyError, ValueError):
-        return None
 
 
 def _set_call_status(attempt: Attempt, status: str, params: dict[str, str]) -> None:
@@ -225,7 +250,7 @@ def _amd(session: Session, params: dict[str, str], at: datetime, context: _Conte
         detail = None if attempt.answered_by == answered_by else f"kept {attempt.answered_by}"
         return _finish(session, attempt, before, "amd", event_key, at, context, detail)
 
-    return _once_for_attempt(session, call_sid, event_key, params, at, apply)
+    return _once_for_attempt(context, call_sid, event_key, params, at, apply)
 
 
 # --- SMS status -------------------------------------------------------------------------------
@@ -234,7 +259,7 @@ def _sms_status(session: Session, params: dict[str, str], at: datetime, context:
     message_sid = required(params, "MessageSid")
     status = one_of(params, "MessageStatus", SMS_STATUS_RANK)
     event_key = f"sms-status:{status}"
-    if attempt_for(session, message_sid) is None and event_exists(session, message_sid, SENT_KEY):
+    if context.recorder.attempt_id_for(message_sid) is None and event_exists(session, message_sid, SENT_KEY):
         return _reply_status(session, message_sid, event_key, params, at)
 
     def apply(attempt: Attempt) -> WebhookResult:
@@ -246,7 +271,7 @@ def _sms_status(session: Session, params: dict[str, str], at: datetime, context:
             detail = f"{status} does not supersede {attempt.carrier_status}: kept"
         return _finish(session, attempt, before, "sms-status", event_key, at, context, detail)
 
-    return _once_for_attempt(session, message_sid, event_key, params, at, apply)
+    return _once_for_attempt(context, message_sid, event_key, params, at, apply)
 
 
 def _set_sms_status(attempt: Attempt, status: str, params: dict[str, str]) -> None:
@@ -290,7 +315,7 @@ def _gather(session: Session, params: dict[str, str], at: datetime, context: _Co
                              action="revoked" if revocation_detail else "stored",
                              detail=revocation_detail).with_attempt(locked)
 
-    return _once_for_attempt(session, call_sid, event_key, params, at, apply)
+    return _once_for_attempt(context, call_sid, event_key, params, at, apply)
 
 
 def _gather_key(params: dict[str, str]) -> str:
@@ -318,17 +343,18 @@ def _revoke_if_spoken_opt_out(session: Session, attempt: Attempt, params: dict[s
 
 # --- shared steps -----------------------------------------------------------------------------
 
-def _once_for_attempt(session: Session, carrier_id: str, event_key: str, params: dict[str, str],
+def _once_for_attempt(context: _Context, carrier_id: str, event_key: str, params: dict[str, str],
                       at: datetime, apply: Callable[[Attempt], WebhookResult]) -> WebhookResult:
     """Refuse unknown ids, claim the event, apply it to the locked attempt, keep the result."""
-    attempt_id = attempt_id_for(session, carrier_id)
+    recorder = context.recorder
+    attempt_id = recorder.attempt_id_for(carrier_id)
     if attempt_id is None:
         what = "CallSid" if event_key.startswith(("status:", "amd:", "gather:")) else "MessageSid"
         raise UnknownCall(f"unknown {what} {carrier_id}: no attempt was placed with it")
-    if not claim_event(session, carrier_id, event_key, attempt_id=attempt_id, params=params, at=at):
-        return stored_result(session, carrier_id, event_key)
-    result = apply(lock_attempt(session, attempt_id))
-    save_result(session, result, params)
+    if not recorder.claim(carrier_id, event_key, attempt_id=attempt_id, params=params, at=at):
+        return recorder.stored_result(carrier_id, event_key)
+    result = apply(recorder.lock_attempt(attempt_id))
+    recorder.save_result(result, params)
     return result
 
 
@@ -341,8 +367,7 @@ def _finish(session: Session, attempt: Attempt, before: dict[str, str | None], k
     if changed:
         attempt.updated_at = at
         session.add(attempt)
-        session.flush()
-        audit_attempt_change(session, attempt, before, event_key=event_key, at=at)
+        context.recorder.audit_change(attempt, before, event_key=event_key, at=at)
         if attempt.outcome in RETRYABLE_OUTCOMES and attempt.outcome != before["outcome"]:
             _schedule_retry_once(session, attempt, at, context)
     else:
@@ -355,9 +380,10 @@ def _finish(session: Session, attempt: Attempt, before: dict[str, str | None], k
 def _schedule_retry_once(session: Session, attempt: Attempt, at: datetime, context: _Context) -> None:
     # At most one retry per carrier call, even when the outcome is refined later (completed
     # without AMD, then AMD says machine): the claim row is the guard.
-    if not claim_event(session, attempt.carrier_id, RETRY_KEY, attempt_id=attempt.id,
-                       params={"outcome": attempt.outcome}, at=at):
+    if not context.recorder.claim(attempt.carrier_id, RETRY_KEY, attempt_id=attempt.id,
+                                  params={"outcome": attempt.outcome}, at=at):
         return
+    context.recorder.write_pending()        # the retry's own writes and audit come after ours
     hook = context.retry_hook or _default_retry_hook()
     if hook is None:
         # A missed retry is a lost call, never an unlawful one: keep the event, say so loudly.

@@ -8,7 +8,9 @@ Each request, in this order, and nothing is written before the last step:
    configured public URL + the path + the query, never `request.url` (behind a proxy the app
    sees another scheme, host and port); unsigned or wrong → 403;
 3. `outbound.carrier_events.handle_webhook`, the one code path the simulator uses too: unknown
-   CallSid/MessageSid → 404, a missing or impossible parameter → 422.
+   CallSid/MessageSid → 404, a missing or impossible parameter → 422. The event goes through
+   `api.event_writer`, one thread per process that commits the status events queued meanwhile
+   together (one disk flush for the lot); the request is answered once its event is stored.
 
 Inbound texts and gathers answer an empty TwiML `<Response/>`: an opt-out's confirmation (and a
 HELP or START reply) is sent through the adapter, so it is sent once, recorded with its own
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, NamedTuple
@@ -29,7 +30,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
-from outbound.carrier_events import KINDS, InvalidEvent, UnknownCall, WebhookResult, handle_webhook
+from api.event_writer import EventWriter
+from outbound.carrier_events import KINDS, InvalidEvent, PendingEvent, UnknownCall, WebhookResult
 from outbound.db import get_engine, session_scope
 from outbound.settings import Settings, get_settings
 from telephony.adapter import Adapter
@@ -49,7 +51,7 @@ class WebhookConfig(NamedTuple):
     auth_token: str
 
 
-def get_webhook_config() -> WebhookConfig:
+async def get_webhook_config() -> WebhookConfig:
     settings = get_settings()
     missing = [name for name, value in (("OUTBOUND_PUBLIC_URL", settings.public_url),
                                         ("OUTBOUND_TWILIO_AUTH_TOKEN", settings.twilio_auth_token))
@@ -60,7 +62,7 @@ def get_webhook_config() -> WebhookConfig:
     return WebhookConfig(settings.public_url, settings.twilio_auth_token)
 
 
-def get_reply_adapter() -> Adapter | None:
+async def get_reply_adapter() -> Adapter | None:
     """The adapter replies to inbound texts go out through: Twilio's when configured. With the
     simulator, texts reach the engine through the simulator itself, not HTTP; a text that does
     arrive here is handled (an opt-out is stored) and its reply recorded as not sent."""
@@ -79,10 +81,12 @@ def _twilio_adapter(settings: Settings) -> Adapter | None:
         return None
 
 
-def get_now() -> datetime:
+async def get_now() -> datetime:
     return datetime.now(UTC)
 
 
+# The dependencies are `async def` though they do not await: FastAPI runs a plain `def`
+# dependency on the thread pool, a hop per dependency per request that costs more than the work.
 ConfigDep = Annotated[WebhookConfig, Depends(get_webhook_config)]
 AdapterDep = Annotated[Adapter | None, Depends(get_reply_adapter)]
 NowDep = Annotated[datetime, Depends(get_now)]
@@ -93,24 +97,20 @@ def _multi_params(form: FormData) -> dict[str, list[str]]:
     return {name: [str(value) for value in form.getlist(name)] for name in form.keys()}
 
 
-def _handle(kind: str, params: dict[str, str], at: datetime, adapter: Adapter | None) -> WebhookResult:
-    with session_scope(get_engine()) as session:
-        return handle_webhook(session, kind, params, at, adapter=adapter)
-
-
-# SQLite has one writer. Left to SQLite, concurrent writers wait in its busy handler, which
-# sleeps between tries (up to 100 ms each): under a burst of callbacks latency explodes. One
-# thread per process handles SQLite events in arrival order instead. PostgreSQL takes them in
-# parallel on the default thread pool; its row locks order the events of one call.
-_sqlite_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-sqlite")
-
-
 async def _handle_off_loop(kind: str, params: dict[str, str], at: datetime,
                            adapter: Adapter | None) -> WebhookResult:
-    if get_engine().dialect.name == "sqlite":
-        return await asyncio.get_running_loop().run_in_executor(
-            _sqlite_writer, _handle, kind, params, at, adapter)
-    return await run_in_threadpool(_handle, kind, params, at, adapter)
+    future = _writer().submit(PendingEvent(kind, params, at), adapter)
+    return await asyncio.wrap_future(future)
+
+
+def _writer() -> EventWriter:
+    global _event_writer
+    if _event_writer is None:
+        _event_writer = EventWriter(get_engine)
+    return _event_writer
+
+
+_event_writer: EventWriter | None = None
 
 
 def _answer(kind: str, result: WebhookResult) -> Response:
@@ -152,39 +152,5 @@ for _kind in KINDS:
                    503: {"description": "OUTBOUND_PUBLIC_URL or OUTBOUND_TWILIO_AUTH_TOKEN not set"}})
 
 
-# --- what a call says ------------------------------------------------------------------------
-
-@router.post("/voice/{attempt_id}", name="twilio_voice",
-             summary="TwiML for an answered call: the campaign's script, then hang up (signed)",
-             responses={403: {"description": "missing or wrong X-Twilio-Signature"},
-                        404: {"description": "no such attempt"}})
-async def twilio_voice(attempt_id: int, request: Request, config: ConfigDep) -> Response:
-    form = await request.form()
-    if not validate_twilio_request(config.auth_token, config.public_url, request.url.path, request.url.query,
-                                   _multi_params(form), request.headers.get(SIGNATURE_HEADER)):
-        raise HTTPException(403, detail=f"{SIGNATURE_HEADER} is missing or does not match this request")
-    script = await run_in_threadpool(_script_for, attempt_id)
-    if script is None:
-        raise HTTPException(404, detail=f"no attempt {attempt_id}")
-    return Response(str(_say_and_hang_up(script)), media_type="application/xml")
-
-
-def _script_for(attempt_id: int) -> str | None:
-    from outbound.models import Attempt, Campaign
-
-    with session_scope(get_engine()) as session:
-        attempt = session.get(Attempt, attempt_id)
-        if attempt is None:
-            return None
-        campaign = session.get(Campaign, attempt.campaign_id)
-        return campaign.script or campaign.name
-
-
-def _say_and_hang_up(script: str):
-    # The conversation engine (scripts as decision trees) will replace this single <Say>.
-    from twilio.twiml.voice_response import VoiceResponse
-
-    response = VoiceResponse()
-    response.say(script)
-    response.hangup()
-    return response
+# The answer URL (/v1/twilio/voice/{attempt_id}) and the conversation's replies live in
+# api/routes/voice.py, which reuses this module's configuration and signature checks.
