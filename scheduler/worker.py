@@ -1,4 +1,4 @@
-"""The worker process: APScheduler interval jobs around the dispatch loop.
+"""The worker process: APScheduler interval and cron jobs around the dispatch loop.
 
 APScheduler is the timer, not the record of truth (DESIGN.md, "Storage and scale"): the jobs are
 in memory, with fixed ids, and every piece of work lives in the attempts table. A duplicated or
@@ -8,6 +8,7 @@ and `coalesce=True` turns a backlog of missed ticks into one.
     dispatch       every 2 s    claim, decide, store, dial
     reaper         every 15 s   expired claims back to the queue; dialing attempts reconciled
     housekeeping   every 60 s   queued-call expiry; campaigns with nothing left are completed
+    window-openings  cron :00 :15 :30 :45   runs dispatch at once when windows open
 
 The clock is injectable so a simulation can run the worker on simulated time.
 """
@@ -96,7 +97,17 @@ class Worker:
             # next_run_time now: a restarted worker reaps and dispatches at once, not after a period.
             scheduler.add_job(func, "interval", seconds=seconds, id=job_id, replace_existing=True,
                               next_run_time=datetime.now(timezone.utc))
+        # Legal windows and campaign hours open on the hour or the quarter hour, local time, and
+        # every US zone is a whole number of hours from UTC: at those instants the contacts that
+        # were deferred until the opening fall due together, so dispatch runs at once rather than
+        # up to an interval later. A nudge, not a second dispatch job: ticks never overlap.
+        scheduler.add_job(self._nudge_dispatch, "cron", args=(scheduler,), minute="0,15,30,45", second=0,
+                          id="window-openings", replace_existing=True)
         return scheduler
+
+    @staticmethod
+    def _nudge_dispatch(scheduler) -> None:
+        scheduler.modify_job("dispatch", next_run_time=datetime.now(timezone.utc))
 
     def run(self) -> None:
         """Block until SIGTERM or SIGINT; a tick in progress finishes before the process exits
