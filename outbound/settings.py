@@ -15,6 +15,9 @@ from pathlib import Path
 ENV_FILE_NAME = ".env"
 DEFAULT_DATA_DIR = "./.outbound"
 DEFAULT_TELEPHONY = "simulator"
+# 1 GiB: about 15 million rows of a typical list. Larger files are refused up front, with this
+# limit named, rather than half imported; split files import safely one after another.
+DEFAULT_MAX_LIST_BYTES = 1024 ** 3
 
 
 class SettingsError(ValueError):
@@ -30,6 +33,7 @@ class Settings:
     twilio_auth_token: str | None = None
     twilio_api_base: str | None = None              # e.g. a local Prism mock of the Twilio API
     public_url: str | None = None                   # the URL Twilio signs webhooks against
+    max_list_bytes: int = DEFAULT_MAX_LIST_BYTES    # largest contact-list file or upload accepted
 
 
 def parse_env_file(text: str, source: str = ENV_FILE_NAME) -> dict[str, str]:
@@ -89,7 +93,21 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         twilio_auth_token=get("OUTBOUND_TWILIO_AUTH_TOKEN"),
         twilio_api_base=get("OUTBOUND_TWILIO_API_BASE"),
         public_url=get("OUTBOUND_PUBLIC_URL"),
+        max_list_bytes=_positive_int(get("OUTBOUND_MAX_LIST_BYTES"), "OUTBOUND_MAX_LIST_BYTES",
+                                     DEFAULT_MAX_LIST_BYTES),
     )
+
+
+def _positive_int(raw: str | None, name: str, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number of bytes above 0, e.g. {default}")
+    return value
 
 
 def default_database_url(data_dir: Path) -> str:

@@ -25,24 +25,27 @@ CSV = (b"\xef\xbb\xbfPhone;First Name;Zip\n"
 
 
 @pytest.fixture
-def client(engine):
+def client(engine, api_users):
     app = create_app()
     app.dependency_overrides[list_routes.get_import_engine] = lambda: engine
-    with TestClient(app) as client:
+    api_users.install(app)
+    with TestClient(app, headers=api_users.headers("manager")) as client:
         yield client
 
 
 @pytest.fixture
-def campaign_id(engine) -> int:
+def campaign_id(engine, api_users) -> int:
     with Session(engine) as session:
-        campaign_id = find_or_create_campaign(session, "spring", AT).id
+        campaign = find_or_create_campaign(session, "spring", AT)
+        campaign.owner_id = api_users.ids["manager"]        # a manager uploads to their own campaigns
+        campaign_id = campaign.id
         session.commit()
     return campaign_id
 
 
 def upload(client, campaign_id, data: bytes, **form):
     return client.post(f"/v1/campaigns/{campaign_id}/lists", files={"file": ("list.csv", data, "text/csv")},
-                       data=form, headers={"X-Actor": "alice"})
+                       data=form)
 
 
 def test_upload_imports_the_good_rows_and_answers_the_counts(client, engine, campaign_id):
@@ -54,7 +57,7 @@ def test_upload_imports_the_good_rows_and_answers_the_counts(client, engine, cam
         "rejected_by_reason": {"not_us_number": 1, "invalid_number": 1}}
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(Contact)).scalar_one() == 2
-        assert session.get(ListImport, body["import_id"]).actor == "alice"
+        assert session.get(ListImport, body["import_id"]).actor == "manager"
     report = client.get(body["report_url"]).json()
     assert (report["accepted"], report["file_name"], report["campaign_id"]) == (2, "list.csv", campaign_id)
 
@@ -108,3 +111,22 @@ def test_a_large_upload_is_streamed_through(client, engine, campaign_id):
     rows = b"".join(b"(212) 5%02d-%04d,x\n" % (20 + i // 10000, i % 10000) for i in range(60_000))
     body = upload(client, campaign_id, b"phone,notes\n" + rows).json()
     assert (body["accepted"], body["rejected"]) == (60_000, 0)
+
+
+def test_an_upload_over_the_limit_is_413_naming_the_limit_and_stores_nothing(client, engine, campaign_id,
+                                                                              monkeypatch):
+    monkeypatch.setenv("OUTBOUND_MAX_LIST_BYTES", "100000")
+    big = b"phone\n" + b"(212) 555-0123\n" * 12_000                  # 180 kB, announced in Content-Length
+    response = upload(client, campaign_id, big)
+    assert response.status_code == 413
+    assert "limit of 100,000 bytes" in response.json()["detail"]["message"]
+
+    def chunks():                                                    # no Content-Length: counted
+        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"l.csv\"\r\n\r\n"
+        for _ in range(20):
+            yield big[:10_000]
+    chunked = client.post(f"/v1/campaigns/{campaign_id}/lists", content=chunks(),
+                          headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert chunked.status_code == 413 and "limit of 100,000 bytes" in chunked.text
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(Contact)).scalar_one() == 0

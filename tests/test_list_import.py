@@ -445,3 +445,28 @@ def test_fast_prefix_verdicts_agree_with_phonenumbers_for_every_area_code():
         for nxx in ("000", "140", "555", "987"):
             fast = _prefix_verdict(f"{npa}{nxx}")
             assert fast is None or fast == exact_prefix_verdict(f"{npa}{nxx}"), f"{npa}{nxx}"
+
+
+def test_cli_refuses_a_2_gb_file_at_once_naming_its_size_and_the_limit(outbound_env, cli_runner, tmp_path):
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as out:                  # sparse: 2 GiB on paper, no disk used
+        out.write(b"phone\n(212) 555-0123\n")
+        out.truncate(2 * 1024 ** 3)
+    result = cli_runner.invoke(cli_app, ["import", "contacts", str(path), "--campaign", "c"])
+    message = " ".join(result.stderr.split())
+    assert result.exit_code == 2
+    assert "2,147,483,648 bytes" in message and "limit of 1,073,741,824 bytes" in message
+    assert "OUTBOUND_MAX_LIST_BYTES" in message and "Traceback" not in result.output
+
+
+def test_the_list_limit_is_a_setting_and_a_bad_value_is_named(outbound_env, cli_runner, tmp_path, monkeypatch):
+    path = write(tmp_path, "list.csv", b"phone\n(212) 555-0123\n(212) 555-0124\n")
+    monkeypatch.setenv("OUTBOUND_MAX_LIST_BYTES", "20")
+    result = cli_runner.invoke(cli_app, ["import", "contacts", str(path), "--campaign", "c"])
+    assert result.exit_code == 2 and "limit of 20 bytes" in " ".join(result.stderr.split())
+    monkeypatch.setenv("OUTBOUND_MAX_LIST_BYTES", "1_000")
+    assert cli_runner.invoke(cli_app, ["import", "contacts", str(path), "--campaign", "c"]).exit_code == 0
+    monkeypatch.setenv("OUTBOUND_MAX_LIST_BYTES", "lots")
+    from outbound.settings import SettingsError, load_settings
+    with pytest.raises(SettingsError, match="OUTBOUND_MAX_LIST_BYTES='lots'"):
+        load_settings()

@@ -5,25 +5,26 @@ The upload is multipart: Starlette spools the file part to a temporary file (in 
 upload is ever held whole in memory. The route is a plain `def`: FastAPI runs it in a worker
 thread, so a long import does not stall the event loop.
 
-No authentication yet (a later issue adds roles): the actor is the `X-Actor` header, `api` when
-absent.
+Roles: a manager uploads to, and reads the imports of, the campaigns they own; compliance reads
+every import. The audit actor is the authenticated user's name.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, HTTPException, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, UploadFile, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.auth import CampaignReader, ManagerUser
+from api.scoping import visible_campaign
 from outbound.db import get_engine, session_scope
 from outbound.lists import (
-    ImportNotFound, ListFileError, NoDataRows, NoPhoneColumn, import_contacts, import_summary,
-    iter_rejects_csv, open_list, parse_column_map,
+    FileTooLarge, ImportNotFound, ListFileError, NoDataRows, NoPhoneColumn, check_list_size, import_contacts,
+    import_summary, iter_rejects_csv, open_list, parse_column_map,
 )
-from outbound.models import Campaign
 
 router = APIRouter(prefix="/v1", tags=["lists"])
 
@@ -32,51 +33,55 @@ def get_import_engine() -> Engine:
     return get_engine()
 
 
-def get_actor(x_actor: Annotated[str | None, Header(max_length=200)] = None) -> str:
-    return (x_actor or "").strip() or "api"
-
-
 EngineDep = Annotated[Engine, Depends(get_import_engine)]
-ActorDep = Annotated[str, Depends(get_actor)]
 
 
 @router.post("/campaigns/{campaign_id}/lists", status_code=status.HTTP_201_CREATED)
-def upload_list(campaign_id: int, file: Annotated[UploadFile, File(description="the CSV contact list")],
-                engine: EngineDep, actor: ActorDep,
+def upload_list(campaign_id: Annotated[int, Path(ge=1, le=2 ** 31 - 1)], file: Annotated[UploadFile, File(description="the CSV contact list")],
+                engine: EngineDep, user: ManagerUser,
                 map: Annotated[list[str], Form(description="COLUMN=FIELD, repeatable")] = []) -> dict:  # noqa: A002,B006
     """Import a CSV contact list into the campaign; answers the import's counts and report links."""
     with session_scope(engine) as session:
-        if session.get(Campaign, campaign_id) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no campaign with id {campaign_id}")
+        visible_campaign(session, user, campaign_id)
     try:
+        check_list_size(file.size)
         reader, columns = open_list(file.file, parse_column_map(map))
+    except FileTooLarge as error:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=_file_error(error)) from None
     except ListFileError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=_file_error(error)) from None
     result = import_contacts(engine, reader, columns, campaign_id=campaign_id,
-                             file_name=file.filename or "upload.csv", actor=actor)
+                             file_name=file.filename or "upload.csv", actor=user.name)
     return {"import_id": result.import_id, "campaign_id": campaign_id, **result.summary(),
             "report_url": f"/v1/imports/{result.import_id}",
             "rejects_url": f"/v1/imports/{result.import_id}/rejects.csv"}
 
 
 @router.get("/imports/{import_id}")
-def get_import(import_id: int, engine: EngineDep) -> dict:
+def get_import(import_id: Annotated[int, Path(ge=1, le=2 ** 31 - 1)], engine: EngineDep, user: CampaignReader) -> dict:
     """Counts of one import: accepted, duplicates, rejected by reason."""
     with session_scope(engine) as session:
-        try:
-            return import_summary(session, import_id)
-        except ImportNotFound as error:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+        return _visible_import(session, user, import_id)
+
+
+def _visible_import(session: Session, user, import_id: int) -> dict:
+    try:
+        summary = import_summary(session, import_id)
+    except ImportNotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+    try:
+        visible_campaign(session, user, summary["campaign_id"])
+    except HTTPException:
+        # Another manager's import is answered as if it did not exist.
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no list import with id {import_id}") from None
+    return summary
 
 
 @router.get("/imports/{import_id}/rejects.csv")
-def get_rejects_csv(import_id: int, engine: EngineDep) -> StreamingResponse:
+def get_rejects_csv(import_id: Annotated[int, Path(ge=1, le=2 ** 31 - 1)], engine: EngineDep, user: CampaignReader) -> StreamingResponse:
     """Every rejected row: line, reason and the original columns, safe to open in a spreadsheet."""
     with session_scope(engine) as session:
-        try:
-            import_summary(session, import_id)
-        except ImportNotFound as error:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from None
+        _visible_import(session, user, import_id)
     return StreamingResponse(
         _stream_rejects(engine, import_id), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="import-{import_id}-rejects.csv"'})

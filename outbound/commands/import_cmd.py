@@ -23,8 +23,8 @@ from rich.text import Text
 from outbound.db import ensure_schema, get_engine, session_scope
 from outbound.commands.cli_context import default_actor
 from outbound.lists import (
-    ImportProgress, ImportResult, ListFileError, find_or_create_campaign, import_contacts, open_list,
-    parse_column_map, write_rejects_csv,
+    ImportProgress, ImportResult, ListFileError, check_list_size, find_or_create_campaign, import_contacts,
+    open_list, parse_column_map, write_rejects_csv,
 )
 
 EXIT_FILE_ERROR = 2
@@ -70,6 +70,7 @@ def import_contacts_command(
     try:
         column_map = parse_column_map(mapping)
         size = _file_size(file)
+        check_list_size(size)
         with file.open("rb") as stream:
             reader, columns = open_list(stream, column_map)
             engine = get_engine()

@@ -41,3 +41,15 @@ class NoPhoneColumn(ListFileError):
 
 class BadColumnMap(ListFileError):
     code = "bad_column_map"
+
+
+class FileTooLarge(ListFileError):
+    code = "file_too_large"
+
+    def __init__(self, size: int, limit: int, *, exact: bool = True) -> None:
+        self.size, self.limit = size, limit
+        seen = f"the file is {size:,} bytes" if exact else f"the file is over {size:,} bytes"
+        super().__init__(
+            f"{seen}, over the limit of {limit:,} bytes (OUTBOUND_MAX_LIST_BYTES): split it into "
+            f"smaller files (importing them one after another is safe, duplicates are skipped) or "
+            f"raise the limit")
