@@ -30,6 +30,7 @@ from consent.types import Channel, Purpose
 from consent.types import VoiceKind as Voice
 from outbound import audit
 from outbound.models import Attempt, Campaign, Contact, Decision
+from outbound.conversation_settings import ConversationSettings
 
 # 47 CFR 64.1200(c)(1): no telephone solicitation before 08:00 or after 21:00 local time. The
 # gate enforces the full rule pack; this copy only lets `create` refuse hours that could never
@@ -93,6 +94,7 @@ class CampaignSettings(BaseModel):
     cps: float = Field(default=1.0, gt=0, le=100, description="calls (or texts) per second ceiling")
     max_concurrent: int = Field(default=10, ge=1, le=10_000, description="attempts dialing at once")
     retry: dict[RetryOutcome, RetryRule] = Field(default_factory=dict)
+    conversation: ConversationSettings = Field(default_factory=ConversationSettings)
 
     @field_validator("hours")
     @classmethod
@@ -182,6 +184,11 @@ class CampaignIn(BaseModel):
             raise ValueError("voice: only for voice campaigns; leave it out for sms")
         if self.channel is Channel.SMS and not (self.script or "").strip():
             raise ValueError("script: required for an sms campaign (it is the message text)")
+        if self.settings.conversation.script and self.voice is Voice.LIVE:
+            # The script is spoken by a synthetic voice (<Say>): the gate must see the call as
+            # what it is, so it requires the consent artificial-voice calls need (FCC 24-17).
+            raise ValueError("voice: a conversation script is spoken by a synthetic voice; set voice to "
+                             "artificial (or prerecorded), not live")
         return self
 
 
@@ -195,7 +202,9 @@ def _is_valid_number(e164: str) -> bool:
 def validate_campaign(raw: dict[str, Any]) -> CampaignIn:
     """Validate a campaign as the CLI or the API received it; raises CampaignError naming the field."""
     try:
-        return CampaignIn.model_validate(raw)
+        # load_scripts: a conversation script is loaded and validated on input only; stored
+        # settings are read without touching the file (see outbound.conversation_settings).
+        return CampaignIn.model_validate(raw, context={"load_scripts": True})
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"]) or "campaign"
@@ -244,9 +253,23 @@ def start_campaign(session: Session, campaign: Campaign, *, actor: str, at: date
     """draft (or running) → running; returns how many attempts were created."""
     _require_status(campaign, ("draft", "running"), "start",
                     hint={"paused": "use resume", "completed": "a stopped campaign cannot restart"})
+    _require_agents_for_live_voice(session, campaign)
     created = create_first_attempts(session, campaign, at)
     _set_status(session, campaign, "running", actor=actor, at=at, extra={"attempts_created": created})
     return created
+
+
+def _require_agents_for_live_voice(session: Session, campaign: Campaign) -> None:
+    # A live telemarketing call must reach a person within 2 s of the greeting (47 CFR
+    # 64.1200(a)(7), the abandoned-call rule): with no agent defined every answer would be
+    # abandoned. The scheduler then paces such campaigns by free agents (scheduler.pacing).
+    from outbound.agents import any_agent_defined
+
+    if (campaign.channel == "voice" and campaign.voice == "live" and campaign.purpose == "telemarketing"
+            and not any_agent_defined(session)):
+        raise InvalidTransition(f"cannot start campaign {campaign.name!r}: it is live telemarketing but no agent "
+                                "is defined to take the answered calls; add agents (outbound agent add) first, "
+                                "or use voice prerecorded or artificial with a conversation script")
 
 
 def pause_campaign(session: Session, campaign: Campaign, *, actor: str, at: datetime) -> None:

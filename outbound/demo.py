@@ -24,14 +24,16 @@ from consent.registry_store import RegistryStore
 from consent.rules import load_pack
 from outbound import audit
 from outbound.campaigns import create_campaign, find_campaign, start_campaign, validate_campaign
-from outbound.carrier_events import handle_webhook
 from outbound.db import session_scope
 from outbound.lists.importer import import_contacts, open_list
 from outbound.models import Attempt, Campaign, Decision
 from scheduler import claims
 from scheduler.dispatch import DispatchConfig, dispatch_once
 from scheduler.housekeeping import housekeeping
-from telephony.simulator import SimulatorAdapter
+from telephony.call_requests import handle_carrier_event
+from telephony.simulator import SimulationProfile, SimulatorAdapter
+from telephony.simulated_agents import attach as attach_agents
+from telephony.simulated_agents import default_agents
 
 ACTOR = "demo"
 DEMO_START = datetime(2026, 7, 13, 12, 0, tzinfo=timezone.utc)    # a Monday, 08:00 in New York
@@ -44,7 +46,11 @@ DEMO_CAMPAIGN = {
     "settings": {"hours": "09:00-20:00", "cps": 20, "max_concurrent": 200,
                  "retry": {"no-answer": {"delay_seconds": 4 * 3600, "max_attempts": 3},
                            "busy": {"delay_seconds": 1800, "max_attempts": 3},
-                           "voicemail": {"delay_seconds": 86400, "max_attempts": 2}}},
+                           "voicemail": {"delay_seconds": 86400, "max_attempts": 2}},
+                 # The conversation: the bundled decision-tree script, recorded (announced in
+                 # all-party states), a compliant voicemail on answering machines.
+                 "conversation": {"script": "solar_qualify", "record_calls": True,
+                                  "machine_policy": "leave_voicemail", "seller_name": "Sunrise Solar"}},
 }
 
 
@@ -122,11 +128,13 @@ def _run(engine: Engine, registry: RegistryStore, campaign_id: int, *, seed: int
     """Tick the simulated clock: dispatch, deliver carrier events, reap, keep house, until done."""
     clock = {"now": start}
 
-    def deliver(kind: str, params: dict, at: datetime) -> None:
+    def deliver(kind: str, params: dict, at: datetime) -> str | None:
+        # Events and TwiML requests (the answer URL, each reply) take the webhook code paths.
         with Session(engine) as session:
-            handle_webhook(session, kind, params, at, adapter=simulator)
+            return handle_carrier_event(session, kind, params, at, adapter=simulator)
 
-    simulator = SimulatorAdapter(seed, deliver, clock=lambda: clock["now"])
+    simulator = SimulatorAdapter(seed, deliver, clock=lambda: clock["now"], profile=SimulationProfile(converse=True))
+    _add_demo_agents(engine, attach_agents(simulator, default_agents(DEMO_AGENTS), engine=engine), start)
     pack = load_pack()
     config = DispatchConfig()
     end = start + timedelta(days=MAX_DAYS)
@@ -137,10 +145,41 @@ def _run(engine: Engine, registry: RegistryStore, campaign_id: int, *, seed: int
         simulator.advance(now)
         claims.reap(engine, simulator, now=now, call_lease_seconds=config.call_lease_seconds)
         housekeeping(engine, simulator, now=now)
+        _sweep_transfers(engine, simulator, now)
         if _finished(engine, campaign_id) and not simulator.pending():
             break
         clock["now"] = now + TICK
     return clock["now"]
+
+
+DEMO_AGENTS = 4
+
+
+def _add_demo_agents(engine: Engine, simulated, at: datetime) -> None:
+    """Agents at the simulated agents' numbers, available (kept across demo runs on one database)."""
+    from outbound import agents
+    with session_scope(engine) as session:
+        for index, number in enumerate(sorted(simulated.numbers), start=1):
+            name = f"demo-agent-{index}"
+            existing = session.execute(select(agents.Agent).where(agents.Agent.name == name)).scalar_one_or_none()
+            if existing is None:
+                agents.add_agent(session, name, number, status="available", actor=ACTOR, at=at)
+            elif existing.status != "available":
+                agents.set_status(session, existing, "available", actor=ACTOR, at=at, reason="demo start")
+
+
+def _sweep_transfers(engine: Engine, simulator: SimulatorAdapter, now: datetime) -> None:
+    """Callers whose hold outlasted the wait get the callback offer (the wait URL does it on Twilio)."""
+    from outbound import transfers
+    from telephony.simulated_agents import _default_public_url
+    with session_scope(engine) as session:
+        transfers.sweep(session, at=now, public_url=_default_public_url(), adapter=simulator)
+
+
+def _transferred(session: Session, campaign_id: int) -> int:
+    from outbound.agent_tables import Transfer
+    return session.execute(select(func.count()).select_from(Transfer).where(
+        Transfer.campaign_id == campaign_id, Transfer.result.in_(("transferred", "agent_joined")))).scalar_one()
 
 
 def _finished(engine: Engine, campaign_id: int) -> bool:
@@ -167,6 +206,7 @@ def _report(engine: Engine, campaign_id: int, name: str, contacts: int, rejected
                                                                Attempt.status == "completed")).scalar_one()
         called = session.execute(select(func.count()).where(Attempt.campaign_id == campaign_id,
                                                             Attempt.carrier_id.is_not(None))).scalar_one()
+        report.transferred = _transferred(session, campaign_id)
         report.example_blocked = session.execute(
             select(Decision.id).join(Attempt, Attempt.id == Decision.attempt_id)
             .where(Attempt.campaign_id == campaign_id, Decision.verdict == "block")

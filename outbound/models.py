@@ -34,6 +34,8 @@ class Campaign(SQLModel, table=True):
     caller_id: str | None = None
     script: str | None = None
     settings: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The manager who created it: managers see and change only their own campaigns.
+    owner_id: int | None = Field(default=None, foreign_key="users.id", index=True)
     created_at: datetime = _instant()
     updated_at: datetime = _instant()
 
@@ -181,3 +183,8 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     last_id: int = 0
     last_hash: str
+
+
+from outbound.user_tables import ApiToken, User, WebSession  # noqa: E402,F401  (users and credentials)
+from outbound.agent_tables import Agent, LiveAnswer, Transfer, TransferPolicy  # noqa: E402,F401  (warm transfer)
+from outbound.memory_tables import ConversationFact, ConversationTurn  # noqa: E402,F401  (conversation memory)

@@ -9,8 +9,10 @@ A claim moves attempts `pending → claimed`, stamping `claimed_by` and `lease_u
 
 Pacing is decided in the same transaction: each running campaign gets at most
 `max_concurrent − (claimed + dialing)` and at most `cps × window − (dispatched in the last
-window) − claimed` attempts. On PostgreSQL the campaign row is locked (FOR UPDATE) while its
-budget is computed and spent, so two workers cannot both spend the same budget.
+window) − claimed` attempts, and an agent campaign (live voice) no more than
+`scheduler.pacing.dial_limit` allows: free agents and the 3% abandonment budget. On PostgreSQL the
+campaign row is locked (FOR UPDATE) while its budget is computed and spent, so two workers cannot
+both spend the same budget.
 
 The reaper returns expired claims to `pending` (a claimed attempt was never sent to a carrier:
 dispatch commits `dialing` before it calls the carrier). An expired `dialing` attempt is never
@@ -31,6 +33,7 @@ from outbound.campaigns import campaign_settings
 from outbound.db import session_scope
 from outbound.models import Attempt, Campaign
 from scheduler import outcomes
+from scheduler.pacing import dial_limit
 from telephony.adapter import Adapter
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,9 @@ def _claim_for_campaign(engine: Engine, campaign_id: int, *, worker_id: str, now
                 connection.rollback()
                 return []
             slots = min(limit, pacing_slots(connection, campaign, now, window))
+            agent_limit = dial_limit(connection, campaign_id, now)     # agent campaigns: free agents, 3%
+            if agent_limit is not None:
+                slots = min(slots, agent_limit)
             ids = _claim_statement(connection, campaign_id, worker_id, now, lease_until, slots) if slots > 0 else []
             connection.commit()
             return ids

@@ -8,6 +8,7 @@ and `coalesce=True` turns a backlog of missed ticks into one.
     dispatch       every 2 s    claim, decide, store, dial
     reaper         every 15 s   expired claims back to the queue; dialing attempts reconciled
     housekeeping   every 60 s   queued-call expiry; campaigns with nothing left are completed
+    transfers      every 2 s    callers on hold past their wait: told, and a callback offered
     window-openings  cron :00 :15 :30 :45   runs dispatch at once when windows open
 
 The clock is injectable so a simulation can run the worker on simulated time.
@@ -27,6 +28,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Engine
 
 from consent.rules import RulePack, load_pack
+from outbound import transfers
+from outbound.db import session_scope
 from scheduler.claims import reap
 from scheduler.dispatch import DispatchConfig, dispatch_once
 from scheduler.facts import NationalRegistry
@@ -51,6 +54,7 @@ class Intervals:
     dispatch: float = 2.0
     reaper: float = 15.0
     housekeeping: float = 60.0
+    transfers: float = 2.0
 
 
 @dataclass
@@ -86,6 +90,14 @@ class Worker:
     def housekeeping_tick(self):
         return housekeeping(self.engine, self.adapter, now=self.clock())
 
+    def transfers_tick(self) -> int:
+        """Callers on hold past their campaign's wait are told and offered a callback (Twilio's
+        hold-audio URL does this too; a caller whose hold audio is not re-fetched must not wait
+        for ever)."""
+        with session_scope(self.engine) as session:
+            return transfers.sweep(session, at=self.clock(), public_url=self.config.callbacks.base,
+                                   adapter=self.adapter)
+
     # -- the scheduler ---------------------------------------------------------------------------
 
     def build_scheduler(self) -> BlockingScheduler:
@@ -93,7 +105,8 @@ class Worker:
             "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
         for job_id, func, seconds in (("dispatch", self.dispatch_tick, self.intervals.dispatch),
                                       ("reaper", self.reaper_tick, self.intervals.reaper),
-                                      ("housekeeping", self.housekeeping_tick, self.intervals.housekeeping)):
+                                      ("housekeeping", self.housekeeping_tick, self.intervals.housekeeping),
+                                      ("transfers", self.transfers_tick, self.intervals.transfers)):
             # next_run_time now: a restarted worker reaps and dispatches at once, not after a period.
             scheduler.add_job(func, "interval", seconds=seconds, id=job_id, replace_existing=True,
                               next_run_time=datetime.now(timezone.utc))

@@ -36,12 +36,13 @@ from telephony.adapter import (
     validate_sms_request,
 )
 
-Deliver = Callable[[str, dict[str, str], datetime], None]
+# Returns the TwiML when the event is a TwiML request (kind "twiml"), else nothing.
+Deliver = Callable[[str, dict[str, str], datetime], "str | None"]
 Clock = Callable[[], datetime]
 
 SIM_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 API_VERSION = "2010-04-01"
-EVENT_KINDS = ("call-status", "amd", "sms-status", "sms-inbound", "gather")
+EVENT_KINDS = ("call-status", "amd", "sms-status", "sms-inbound", "gather", "twiml")
 
 # Shares of placed calls by how they end. "unknown" and "fax" are AMD verdicts Twilio really
 # returns; they keep the webhook code honest about answers that are neither human nor machine.
@@ -71,6 +72,21 @@ SMS_REPLY_BODIES = {
 
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
+# Conversations (profile.converse): who picks up, and what they say to each question. A persona
+# answers every gather the same way (after a reprompt too), so each script path is exercised.
+DEFAULT_PERSONAS = {"interested": 0.35, "callback": 0.15, "not_interested": 0.18, "opt_out_spoken": 0.07,
+                    "opt_out_key": 0.05, "wrong_number": 0.05, "confused": 0.10, "silent": 0.05}
+PERSONA_SPEECH = {
+    "interested": ("Yes, I own my home.", "Yeah, I'm interested."),
+    "callback": ("Can you call me back after 5 pm?", "I'm busy, call me back tomorrow afternoon."),
+    "not_interested": ("No, I'm not interested.", "No, we rent."),
+    "opt_out_spoken": ("Stop calling me.", "Please take me off your list."),
+    "wrong_number": ("You have the wrong number.",),
+    "confused": ("What is this about?", "Sorry, who?"),
+}
+PERSONA_KEYS = {"interested": "1", "not_interested": "2", "opt_out_key": "9"}
+WORDS_PER_SECOND = 2.5                  # a synthetic voice at ~150 words a minute
+
 
 @dataclass(frozen=True)
 class SimulationProfile:
@@ -79,6 +95,10 @@ class SimulationProfile:
     call_outcomes: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_CALL_OUTCOMES))
     reply_share: float = 0.15            # of human answers: the person says something or presses a key
     speech_share: float = 0.7            # of those replies: spoken (the rest: a key press)
+    # Conversations: the answer URL is fetched and its TwiML followed, the person replying to
+    # each <Gather> per `personas` (then reply_share is not used: every human answers).
+    converse: bool = False
+    personas: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_PERSONAS))
     stop_text_after_call: float = 0.01   # of human answers: an SMS STOP to the caller ID afterwards
     sms_outcomes: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SMS_OUTCOMES))
     sms_replies: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SMS_REPLIES))
@@ -99,6 +119,7 @@ class SimulationProfile:
         _require_distribution("call_outcomes", self.call_outcomes, DEFAULT_CALL_OUTCOMES, total=1.0)
         _require_distribution("sms_outcomes", self.sms_outcomes, DEFAULT_SMS_OUTCOMES, total=1.0)
         _require_distribution("sms_replies", self.sms_replies, DEFAULT_SMS_REPLIES, total=None)
+        _require_distribution("personas", self.personas, DEFAULT_PERSONAS, total=1.0)
         for name in ("reply_share", "speech_share", "stop_text_after_call"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
@@ -137,6 +158,9 @@ class _Call:
     verdict: tuple[datetime, str] | None = None   # (when, AnsweredBy)
     conference: str | None = None
     events: list[_Event] = field(default_factory=list)
+    twiml_url: str | None = None
+    talk: random.Random | None = None        # draws of the person in a conversation
+    persona: str | None = None
 
     def status_at(self, at: datetime) -> str:
         current = self.statuses[0][1]
@@ -168,6 +192,7 @@ class SimulatorAdapter:
         self._scheduled = 0
         self._counters = {"call": 0, "sms": 0, "inbound": 0}
         self._calls: dict[str, _Call] = {}
+        self.agents = None   # telephony.simulated_agents.SimulatedAgents, set by simulated_agents.attach
 
     # -- time ------------------------------------------------------------------------------
 
@@ -198,7 +223,9 @@ class SimulatorAdapter:
             if self._clock is None:
                 self._now = event.at
             try:
-                self._deliver(event.kind, dict(event.params), event.at)
+                answer = self._deliver(event.kind, dict(event.params), event.at)
+                if event.kind == "twiml":
+                    self._follow_twiml(event.params["CallSid"], answer, event.at)
             finally:
                 self._delivering_at = None
             delivered += 1
@@ -213,10 +240,13 @@ class SimulatorAdapter:
 
     def place_call(self, request: CallRequest) -> CarrierCall:
         validate_call_request(request)
+        if self.agents is not None and self.agents.handles(request.to):
+            return self.agents.place_call(self, request)     # an agent leg of a warm transfer
         number = self._next("call")
         sid = _sid("CA", self.seed, "call", number)
         rng = _rng(self.seed, "call", number)
-        call = _Call(sid=sid, to=request.to, from_=request.from_, statuses=[(self.now(), "queued")])
+        call = _Call(sid=sid, to=request.to, from_=request.from_, statuses=[(self.now(), "queued")],
+                     twiml_url=request.twiml_url, talk=_rng(self.seed, "talk", number))
         self._calls[sid] = call
         self._script_call(call, rng, request.timeout_seconds)
         return CarrierCall(sid=sid, status="queued", extra={"to": call.to, "from": call.from_})
@@ -254,8 +284,19 @@ class SimulatorAdapter:
                                "Call is not in-progress. Cannot redirect.",
                                status=400, code=21220)
         # The script stops where the conference starts: replies it would have heard are gone.
-        self._cut(call, after=now, kinds={"gather"})
+        self._cut(call, after=now, kinds={"gather", "twiml"})
         call.conference = conference
+        return self._snapshot(call, now)
+
+    def redirect(self, sid: str, twiml_url: str) -> CarrierCall:
+        """Like Twilio's call update with a new Url: what the call was doing stops, the URL is fetched."""
+        call = self._call(sid)
+        now = self.now()
+        if call.status_at(now) != "in-progress":
+            raise CarrierError(f"Twilio error 21220 (HTTP 400) on POST /Calls/{sid}.json: "
+                               "Call is not in-progress. Cannot redirect.", status=400, code=21220)
+        self._cut(call, after=now, kinds={"gather", "twiml"})
+        self._request_twiml(call, now, twiml_url)
         return self._snapshot(call, now)
 
     def fetch_call(self, sid: str) -> CarrierCall:
@@ -302,7 +343,9 @@ class SimulatorAdapter:
             verdict = outcome            # human | unknown
             ends = answered + _seconds(rng, p.talk_seconds)
         self._amd(call, verdict_at, verdict)
-        if outcome == "human" and rng.random() < p.reply_share:
+        if p.converse:
+            self._begin_conversation(call, answered, outcome)
+        elif outcome == "human" and rng.random() < p.reply_share:
             self._gather(call, rng, start=verdict_at + timedelta(seconds=1), end=ends - timedelta(seconds=1))
         self._finish(call, ends, "completed")
         if outcome == "human" and rng.random() < p.stop_text_after_call:
@@ -338,6 +381,71 @@ class SimulatorAdapter:
         else:
             reply = {"Digits": _choose(rng, KEY_PRESSES)}
         self._schedule(at, "gather", {**self._call_params(call, "in-progress"), **reply}, call)
+
+    # -- conversations (profile.converse) ----------------------------------------------------
+
+    def _begin_conversation(self, call: _Call, answered: datetime, outcome: str) -> None:
+        """At the answer the carrier fetches the answer URL; who answered decides the replies."""
+        call.persona = _choose(call.talk, self.profile.personas) if outcome == "human" else "silent"
+        if call.twiml_url:
+            self._request_twiml(call, answered, call.twiml_url)
+
+    def _request_twiml(self, call: _Call, at: datetime, url: str, reply: dict[str, str] | None = None) -> None:
+        self._schedule(at, "twiml", {**self._call_params(call, "in-progress"), "Url": url, **(reply or {})}, call)
+
+    def _follow_twiml(self, sid: str, twiml: str | None, at: datetime) -> None:
+        """Play the answered TwiML in simulated time: speak, listen (the persona replies), follow a
+        redirect, join a conference, or hang up; a document that ends hangs up, as Twilio does."""
+        call = self._calls[sid]
+        if call.status_at(at) != "in-progress":
+            return
+        if twiml is None:
+            # Twilio's "application error" on a failed fetch: it apologises and hangs up.
+            self._end_call(call, at + timedelta(seconds=3), "completed")
+            return
+        clock = at
+        for verb in _twiml_verbs(twiml):
+            if verb.tag == "Say":
+                clock += _speaking(verb.text or "")
+            elif verb.tag == "Pause":
+                clock += timedelta(seconds=int(verb.get("length", "1")))
+            elif verb.tag == "Play":
+                clock += timedelta(seconds=5)
+            elif verb.tag == "Gather":
+                clock += sum((_speaking(say.text or "") for say in verb.iter("Say")), timedelta())
+                self._answer_gather(call, verb, clock)
+                return
+            elif verb.tag == "Redirect":
+                self._request_twiml(call, clock, (verb.text or "").strip())
+                return
+            elif verb.tag == "Dial":
+                conference = verb.find("Conference")
+                call.conference = conference.text if conference is not None else "dial"
+                return
+            elif verb.tag in ("Hangup", "Reject"):
+                break
+        ended = call.ended_at()
+        if ended is None or clock < ended:      # unless the person hangs up first
+            self._end_call(call, clock, "completed")
+
+    def _answer_gather(self, call: _Call, gather, spoken_until: datetime) -> None:
+        ended = call.ended_at()
+        reply = self._persona_reply(call)
+        at = spoken_until + (_seconds(call.talk, (0.8, 2.5)) if reply
+                             else timedelta(seconds=int(gather.get("timeout", "5"))))
+        if ended is not None and at >= ended:
+            return                              # the person hangs up first
+        self._request_twiml(call, at, gather.get("action", ""), reply)
+
+    def _persona_reply(self, call: _Call) -> dict[str, str]:
+        persona, rng = call.persona or "silent", call.talk
+        if persona == "silent":
+            return {}
+        key = PERSONA_KEYS.get(persona)
+        if key and (persona not in PERSONA_SPEECH or rng.random() >= self.profile.speech_share):
+            return {"Digits": key}
+        return {"SpeechResult": rng.choice(PERSONA_SPEECH[persona]),
+                "Confidence": f"{rng.uniform(0.55, 0.98):.8f}"}
 
     def _end_call(self, call: _Call, at: datetime, status: str) -> None:
         """Cut what had not happened by `at` and end the call there with `status`."""
@@ -436,6 +544,15 @@ class SimulatorAdapter:
                                f"The requested resource /Calls/{sid}.json was not found",
                                status=404, code=20404)
         return call
+
+
+def _twiml_verbs(twiml: str):
+    import xml.etree.ElementTree as ElementTree
+    return list(ElementTree.fromstring(twiml))
+
+
+def _speaking(text: str) -> timedelta:
+    return timedelta(milliseconds=round(1000 * max(1, len(text.split())) / WORDS_PER_SECOND))
 
 
 def _sid(prefix: str, seed: int | str, channel: str, number: int) -> str:

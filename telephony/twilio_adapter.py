@@ -147,6 +147,10 @@ class TwilioAdapter:
         call = self._update(sid, url=twiml_url, method="POST")
         return CarrierCall(call.sid, call.status, {**call.extra, "conference": conference})
 
+    def redirect(self, sid: str, twiml_url: str) -> CarrierCall:
+        """Make a live call fetch new TwiML from `twiml_url` (e.g. a voicemail after the beep)."""
+        return self._update(sid, url=twiml_url, method="POST")
+
     def fetch_call(self, sid: str) -> CarrierCall:
         require_call_sid(sid)
         return call_from_instance(self._idempotent(lambda: self.client.calls(sid).fetch()))

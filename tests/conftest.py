@@ -155,3 +155,62 @@ def outbound_env_db(outbound_env: Path, db_url: str, monkeypatch: pytest.MonkeyP
 @pytest.fixture
 def cli_runner() -> CliRunner:
     return CliRunner()
+
+
+# --- authenticated API clients (api.auth) ----------------------------------------------------
+
+@dataclass
+class ApiUsers:
+    """One user per role, each with an API token, in the test's database.
+
+    `headers(role)` is the Authorization header of that role's user; `install(app)` makes the
+    app's authentication read this database (the routes' own session overrides do not reach it)."""
+
+    engine: Engine
+    tokens: dict[str, str]
+    ids: dict[str, int]
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def install(self, app) -> None:
+        from api.auth import get_auth_engine
+
+        app.dependency_overrides[get_auth_engine] = lambda: self.engine
+
+    def add(self, name: str, role: str) -> tuple[int, dict[str, str]]:
+        """Another user (e.g. a second manager); returns its id and headers."""
+        from datetime import datetime, timezone
+
+        from outbound.users import add_user, create_token
+
+        at = datetime.now(timezone.utc)
+        with Session(self.engine) as session:
+            user = add_user(session, name, role, password=None, actor="test", at=at)
+            token = create_token(session, user, actor="test", at=at).token
+            session.commit()
+            return user.id, {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api_users(engine: Engine) -> ApiUsers:
+    """Users `manager`, `compliance`, `agent` and `admin` (named after their role) with tokens."""
+    users = ApiUsers(engine, {}, {})
+    for role in ("manager", "compliance", "agent", "admin"):
+        users.ids[role], headers = users.add(role, role)
+        users.tokens[role] = headers["Authorization"].removeprefix("Bearer ")
+    return users
+
+
+@pytest.fixture
+def env_api_users(outbound_env: Path) -> ApiUsers:
+    """`api_users` in the database of `outbound_env` (what `create_app()` uses without overrides)."""
+    from outbound.db import get_engine
+
+    engine = get_engine()
+    ensure_schema(engine)
+    users = ApiUsers(engine, {}, {})
+    for role in ("manager", "compliance", "agent", "admin"):
+        users.ids[role], headers = users.add(role, role)
+        users.tokens[role] = headers["Authorization"].removeprefix("Bearer ")
+    return users

@@ -41,6 +41,9 @@ def test_cli_lifecycle(outbound_env_db, cli_runner):
         add_contacts(session, created["id"], [new_york_phone(i) for i in range(100, 103)])
         session.commit()
 
+    refused = cli_runner.invoke(cli, ["campaign", "start", "spring"])     # live telemarketing needs agents
+    assert refused.exit_code != 0 and "no agent is defined" in " ".join(refused.output.split())
+    assert cli_runner.invoke(cli, ["agent", "add", "ann", "--reach", "client:ann"]).exit_code == 0
     result, started = run(cli_runner, "campaign", "start", "spring", "--json")
     assert result.exit_code == 0 and started["status"] == "running" and started["attempts_changed"] == 3
     # Idempotent: a second start creates nothing more.
@@ -98,10 +101,9 @@ def test_duplicate_name_is_refused(outbound_env, cli_runner):
 
 
 @pytest.fixture
-def client(outbound_env):
+def client(env_api_users):
     from api.app import create_app
-    ensure_schema(get_engine())
-    return TestClient(create_app())
+    return TestClient(create_app(), headers=env_api_users.headers("manager"))
 
 
 BODY = {"name": "api1", "channel": "sms", "purpose": "informational", "caller_id": "+12125550100",

@@ -25,7 +25,7 @@ CONSENT = {"phone": "(212) 555-0123", "kind": "written", "channels": ["voice", "
 
 
 @pytest.fixture
-def client(engine):
+def client(engine, api_users):
     def session_override():
         with session_scope(engine) as session:
             yield session
@@ -35,13 +35,15 @@ def client(engine):
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.dependency_overrides[consent_routes.get_session] = session_override
     app.dependency_overrides[consent_routes.get_now] = lambda: NOW
-    with TestClient(app) as client:
+    api_users.install(app)
+    with TestClient(app, headers=api_users.headers("compliance")) as client:
         yield client
 
 
 def audit_actions(engine) -> list[tuple[str, str]]:
     with Session(engine) as session:
-        return [(e.action, e.actor) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))]
+        return [(e.action, e.actor) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+                if not e.action.startswith(("user.", "token."))]       # the fixture's users
 
 
 def test_the_consent_router_is_mounted_by_the_app():
@@ -50,15 +52,15 @@ def test_the_consent_router_is_mounted_by_the_app():
     assert "api.routes.consent" in ROUTER_MODULES
 
 
-def test_post_consent_stores_it_with_the_actor_of_the_x_actor_header(client, engine):
-    response = client.post("/v1/consent", json=CONSENT, headers={"X-Actor": "crm-sync"})
+def test_post_consent_stores_it_with_the_authenticated_user_as_actor(client, engine):
+    response = client.post("/v1/consent", json=CONSENT, headers={"X-Actor": "crm-sync"})   # ignored
 
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["phone"] == "+12125550123" and body["recorded_by"] == "crm-sync"
+    assert body["phone"] == "+12125550123" and body["recorded_by"] == "compliance"
     assert body["evidence"] == {"certificate_id": "CERT-1", "ip": "203.0.113.9",
                                 "page_url": "https://example.com/signup"}
-    assert audit_actions(engine) == [("consent.granted", "crm-sync")]
+    assert audit_actions(engine) == [("consent.granted", "compliance")]
 
 
 def test_posting_the_same_consent_again_answers_200_with_the_stored_record(client, engine):
@@ -70,13 +72,13 @@ def test_posting_the_same_consent_again_answers_200_with_the_stored_record(clien
         assert len(session.scalars(select(ConsentRecord)).all()) == 1
 
 
-def test_a_newer_consent_supersedes_and_the_actor_defaults_to_api(client, engine):
+def test_a_newer_consent_supersedes_it(client, engine):
     first = client.post("/v1/consent", json=CONSENT).json()
     second = client.post("/v1/consent", json={**CONSENT, "granted_at": "2026-03-01T00:00:00Z"}).json()
 
     assert second["supersedes"] == f"consent#{first['id']}"
-    assert audit_actions(engine) == [("consent.granted", "api"), ("consent.granted", "api"),
-                                     ("consent.superseded", "api")]
+    assert audit_actions(engine) == [("consent.granted", "compliance"), ("consent.granted", "compliance"),
+                                     ("consent.superseded", "compliance")]
 
 
 @pytest.mark.parametrize("change,field,message", [
@@ -109,15 +111,15 @@ def test_text_no_database_can_store_is_a_422_not_a_500(client, engine):
 
 
 def test_post_revocation_is_committed_and_defaults_to_every_channel(client, engine):
-    response = client.post("/v1/revocations", headers={"X-Actor": "agent-7"},
+    response = client.post("/v1/revocations",
                            json={"phone": "2125550123", "via": "spoken", "received_at": "2026-07-15T15:59:00Z"})
 
     assert response.status_code == 201, response.text
     assert response.json()["channels"] == ["voice", "sms"]
     with Session(engine) as session:
         [revocation] = session.scalars(select(Revocation)).all()
-        assert (revocation.via, revocation.recorded_by) == ("spoken", "agent-7")
-    assert audit_actions(engine) == [("consent.revoked", "agent-7")]
+        assert (revocation.via, revocation.recorded_by) == ("spoken", "compliance")
+    assert audit_actions(engine) == [("consent.revoked", "compliance")]
 
 
 def test_post_revocation_refuses_an_unknown_via(client):

@@ -19,6 +19,10 @@ def test_demo_runs_the_sample_campaign_to_completion_through_the_gate(cli_runner
     assert counts["called"] > 500 and counts["completed"] > 500
     engine = get_engine()
     with engine.connect() as connection:
+        transferred = connection.execute(text("SELECT count(*) FROM transfers WHERE result = 'transferred'")).scalar_one()
+    # Qualified callers reach the simulated agents, and the count printed is the one stored.
+    assert counts["transferred"] == transferred > 0
+    with engine.connect() as connection:
         # Nothing was dialed without a stored allow, and no attempt was dialed twice.
         undecided = connection.execute(text(
             "SELECT count(*) FROM attempts a LEFT JOIN decisions d ON d.id = a.decision_id "

@@ -90,7 +90,7 @@ def test_block_ends_the_contact(sqlite_engine):
 
 
 def test_stale_national_registry_blocks_telemarketing(sqlite_engine):
-    running_campaign(sqlite_engine, [new_york_phone(123)], purpose="telemarketing", voice="live")
+    running_campaign(sqlite_engine, [new_york_phone(123)], purpose="telemarketing", voice="prerecorded")
     adapter = FakeAdapter()
     dispatch(sqlite_engine, adapter, NOON_NEW_YORK, registry=FakeRegistry(synced_at=None))
     (attempt,) = attempts(sqlite_engine)
@@ -218,7 +218,7 @@ def test_replay_of_a_blocked_decision_with_zip_and_state_is_identical(sqlite_eng
     from dispatch_support import add_contacts, campaign_spec
     from outbound.campaigns import create_campaign, start_campaign, validate_campaign
     with session_scope(sqlite_engine) as session:
-        campaign = create_campaign(session, validate_campaign(campaign_spec(purpose="telemarketing")),
+        campaign = create_campaign(session, validate_campaign(campaign_spec(purpose="telemarketing", voice="prerecorded")),
                                    actor="t", at=NOON_NEW_YORK)
         add_contacts(session, campaign.id, ["+12085550123"], zip_code="83201", state="id", line_type="mobile")
         start_campaign(session, campaign, actor="t", at=NOON_NEW_YORK)

@@ -124,12 +124,12 @@ def test_replay_reports_a_stored_decision_that_no_longer_matches(cli_runner, out
     assert unknown.exit_code == 2
 
 
-def test_api_gate_check_answers_the_same_decision(cli_runner, outbound_env: Path, tmp_path: Path):
+def test_api_gate_check_answers_the_same_decision(cli_runner, env_api_users, tmp_path: Path):
     scenario = _scenario("Texas Sunday")
     path = tmp_path / "tx.json"
     path.write_text(json.dumps(scenario))
     cli = json.loads(cli_runner.invoke(app, ["gate", "check", str(path)]).stdout)
-    client = TestClient(create_app())
+    client = TestClient(create_app(), headers=env_api_users.headers("compliance"))
     response = client.post("/v1/gate/check", json=scenario)
     assert response.status_code == 200
     assert response.json() == cli

@@ -10,10 +10,10 @@ from api.app import create_app
 from outbound.cli import app
 
 
-def test_scrub_upload_counts_and_rows(cli_runner, outbound_env, tmp_path):
+def test_scrub_upload_counts_and_rows(cli_runner, env_api_users, tmp_path):
     assert cli_runner.invoke(app, ["dnc", "add", "+12125550123", "--reason", "asked on the phone"]).exit_code == 0
     body = "name,phone\nAda,(212) 555-0123\nBob,+1 305 555 0199\nEve,not a number\nMal,=HYPERLINK(\"x\")\n"
-    client = TestClient(create_app())
+    client = TestClient(create_app(), headers=env_api_users.headers("manager"))
     report = client.post("/v1/scrub", files={"file": ("list.csv", body, "text/csv")})
     assert report.status_code == 200, report.text
     counts = report.json()

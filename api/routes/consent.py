@@ -1,8 +1,8 @@
 """REST routes of the consent ledger. Thin: validation is the ledger's pydantic models, the work
 is `consent.records`, and this module only maps HTTP onto them.
 
-No authentication yet (a later issue adds roles): the actor written to the audit log is the
-`X-Actor` header, `api` when absent.
+Every route needs the compliance role (`api.auth`); the actor written to the audit log is the
+authenticated user's name.
 """
 from __future__ import annotations
 
@@ -11,16 +11,20 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile, status
 from sqlmodel import Session
 
+from api.auth import ComplianceUser, require_roles
 from consent import records
-from consent.ledger_io import BusinessRelationshipIn, ConsentIn, RevocationIn
+from api.ascii_json import AsciiJSONResponse
+from consent.ledger_io import (
+    BusinessRelationshipIn, ConsentIn, RevocationIn, load_csv_bytes, load_json_bytes,
+)
 from consent.types import Channel, Purpose
 from outbound import audit
 from outbound.db import get_engine, session_scope
 
-router = APIRouter(prefix="/v1", tags=["consent"])
+router = APIRouter(prefix="/v1", tags=["consent"], dependencies=[Depends(require_roles("compliance"))])
 
 
 def get_session() -> Iterator[Session]:
@@ -36,8 +40,8 @@ def get_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def get_actor(x_actor: Annotated[str | None, Header(max_length=200)] = None) -> str:
-    return (x_actor or "").strip() or "api"
+def get_actor(user: ComplianceUser) -> str:
+    return user.name
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -102,3 +106,27 @@ def get_consent(phone: str, session: SessionDep, now: NowDep,
                                    channels=[channel] if channel else tuple(Channel),
                                    purposes=[purpose] if purpose else tuple(Purpose))
     return view.as_dict()
+
+
+# A ledger file is parsed whole (as `outbound consent import` does); bigger files go through the CLI.
+MAX_LEDGER_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+@router.post("/consent/import", response_class=AsciiJSONResponse,
+             summary="Load a ledger file (CSV, JSON array or JSON Lines); bad rows are reported, good rows load",
+             responses={413: {"description": f"larger than {MAX_LEDGER_UPLOAD_BYTES // (1024 * 1024)} MB"}})
+def import_ledger(file: Annotated[UploadFile, File(description="CSV, JSON array or JSON Lines")],
+                  session: SessionDep, actor: ActorDep, audit_append: AuditDep, now: NowDep) -> dict[str, Any]:
+    data = file.file.read(MAX_LEDGER_UPLOAD_BYTES + 1)
+    if len(data) > MAX_LEDGER_UPLOAD_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            detail=f"the file is larger than {MAX_LEDGER_UPLOAD_BYTES // (1024 * 1024)} MB; "
+                                   "load it with `outbound consent import`")
+    name = "".join(char for char in file.filename or "" if char.isprintable())[:200] or "upload"
+    is_json = name.lower().endswith((".json", ".jsonl", ".ndjson")) or (
+        not name.lower().endswith(".csv") and data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"))
+    loaded = load_json_bytes(data) if is_json else load_csv_bytes(data)
+    summary = records.import_loaded(session, loaded, source=f"api:{name}", actor=actor, at=now,
+                                    audit=audit_append)
+    session.commit()
+    return summary.as_dict()

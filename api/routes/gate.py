@@ -1,4 +1,4 @@
-"""POST /v1/gate/check: the gate contract over HTTP; stores nothing."""
+"""POST /v1/gate/check: the gate contract over HTTP; stores nothing. Managers and compliance."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
+from api.auth import CampaignReader
 from consent.check import check_one
 from consent.rules import load_pack
 from consent.scenario import ScenarioError, ScenarioIn
@@ -20,7 +21,7 @@ router = APIRouter(tags=["gate"])
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": ScenarioIn.model_json_schema(
         ref_template="#/components/schemas/{model}")}}, "required": True}},
 )
-def gate_check(scenario: Any = Body(...)) -> Any:
+def gate_check(user: CampaignReader, scenario: Any = Body(...)) -> Any:
     try:
         return check_one(scenario, load_pack())
     except ScenarioError as error:

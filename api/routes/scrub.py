@@ -2,6 +2,7 @@
 
 The upload is copied to a temporary file in chunks (never read whole into memory here); the
 answer is the report (`format=json`, counts per source) or the per-row CSV (`format=csv`).
+Managers (before a campaign) and compliance may scrub; nothing is stored.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
+from api.auth import CampaignReader
 from consent.registry_store import RegistryStore
 from consent.scrub import ScrubInputError, scrub_csv
 from outbound.db import ensure_schema, get_engine, session_scope
@@ -26,7 +28,7 @@ CHUNK_BYTES = 1 << 20
 
 @router.post("/v1/scrub", summary="How many rows each DNC source would block, per row or in total",
              responses={422: {"description": "no phone column, or a file that is not CSV text"}})
-def scrub_upload(file: Annotated[UploadFile, File(description="the CSV list to scrub")],
+def scrub_upload(user: CampaignReader, file: Annotated[UploadFile, File(description="the CSV list to scrub")],
                  format: Annotated[Literal["json", "csv"], Query(description="json: counts; csv: every row")] = "json"):
     folder = Path(tempfile.mkdtemp(prefix="outbound-scrub-"))
     source, result = folder / "in.csv", folder / "scrubbed.csv"

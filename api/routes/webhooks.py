@@ -113,6 +113,15 @@ def _writer() -> EventWriter:
 _event_writer: EventWriter | None = None
 
 
+async def _act_on_machine_answer(result: WebhookResult, params: dict, at: datetime, adapter: Adapter | None,
+                                 public_url: str) -> None:
+    # After the AMD event is stored: the campaign's machine policy (leave the voicemail message
+    # or hang up) acts on the live call. Imported here: api.routes.voice imports this module.
+    from api.routes.voice import act_on_machine_answer
+
+    await act_on_machine_answer(result, params, at, adapter, public_url)
+
+
 def _answer(kind: str, result: WebhookResult) -> Response:
     if kind in TWIML_KINDS:
         return Response(EMPTY_TWIML, media_type="application/xml")
@@ -136,6 +145,8 @@ def _receiver(kind: str):
             raise HTTPException(404, detail=str(error)) from None
         except InvalidEvent as error:
             raise HTTPException(422, detail=f"{kind}: {error}") from None
+        if kind == "amd":
+            await _act_on_machine_answer(result, params, now, adapter, config.public_url)
         return _answer(kind, result)
 
     receive.__name__ = f"twilio_{kind.replace('-', '_')}"

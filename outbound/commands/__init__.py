@@ -18,6 +18,9 @@ COMMAND_MODULES = (
     "outbound.commands.worker_cmd",
     "outbound.commands.serve_cmd",
     "outbound.commands.simulate_cmd",
+    "outbound.commands.conversation_cmd",
+    "outbound.commands.agent_cmd",
+    "outbound.commands.user_cmd",
 )
 
 

@@ -58,13 +58,22 @@ def create(
     cps: float = typer.Option(1.0, help="calls (or texts) per second ceiling"),
     max_concurrent: int = typer.Option(10, "--max-concurrent", help="attempts dialing at once"),
     retry: list[str] = typer.Option([], help="OUTCOME=DELAY:MAX_ATTEMPTS, repeatable (e.g. no-answer=4h:3)"),
+    conversation_script: str | None = typer.Option(
+        None, "--conversation-script", help="voice: bundled script name (solar_qualify) or a YAML/JSON script path"),
+    record_calls: bool = typer.Option(False, "--record-calls", help="voice: calls are recorded (announced where required)"),
+    machine_policy: str = typer.Option("hang_up", "--machine-policy", help="voice: leave_voicemail | hang_up"),
+    seller_name: str | None = typer.Option(None, "--seller-name", help="who calls say they are from (default: the name)"),
+    callback_number: str | None = typer.Option(None, "--callback-number", help="E.164 number calls give (default: caller ID)"),
     as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON."),
 ) -> None:
     """Create a draft campaign. Bad input stores nothing and exits 2."""
     try:
         settings: dict[str, Any] = {"hours": hours, "start_date": start_date, "end_date": end_date,
                                     "cps": cps, "max_concurrent": max_concurrent,
-                                    "retry": dict(parse_retry(item) for item in retry)}
+                                    "retry": dict(parse_retry(item) for item in retry),
+                                    "conversation": {"script": conversation_script, "record_calls": record_calls,
+                                                     "machine_policy": machine_policy, "seller_name": seller_name,
+                                                     "callback_number": callback_number}}
         spec = validate_campaign({"name": name, "channel": channel, "purpose": purpose, "voice": voice,
                                   "automated": automated, "caller_id": caller_id, "script": script,
                                   "settings": settings})

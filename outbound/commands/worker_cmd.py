@@ -62,22 +62,39 @@ def build_adapter(settings: Settings, engine, *, seed: int | None, clock):
     """The configured carrier adapter (`telephony.factory`). The simulator delivers its events
     through the same handling Twilio's webhooks take (`outbound.carrier_events.handle_webhook`)."""
     from telephony.factory import adapter_from_settings
+    from telephony.simulator import SimulationProfile
 
     built: dict = {}
 
-    def deliver(kind: str, params: dict, at: datetime) -> None:
-        from outbound.carrier_events import handle_webhook
+    def deliver(kind: str, params: dict, at: datetime) -> str | None:
+        from telephony.call_requests import handle_carrier_event
         try:
             with session_scope(engine) as session:
-                # The adapter sends the one reply an inbound text may get (opt-out confirmation).
-                handle_webhook(session, kind, params, at, adapter=built.get("adapter"))
+                # The adapter sends the one reply an inbound text may get (opt-out confirmation);
+                # a TwiML request (answer URL, a reply) answers the conversation's next step.
+                return handle_carrier_event(session, kind, params, at, adapter=built.get("adapter"),
+                                            public_url=settings.public_url)
         except Exception:
             # One event that cannot be applied must not stop the others; the reaper reconciles
             # the attempt from the carrier if its final status is what was lost.
             logging.getLogger(__name__).exception("simulated %s event could not be applied", kind)
 
     try:
-        built["adapter"] = adapter_from_settings(settings, deliver=deliver, clock=clock, seed=seed)
-        return built["adapter"]
+        built["adapter"] = adapter_from_settings(settings, deliver=deliver, clock=clock, seed=seed,
+                                                 profile=SimulationProfile(converse=True))
     except (ValueError, ImportError) as error:
         raise AdapterUnavailable(str(error)) from None
+    if settings.telephony == "simulator":
+        _simulate_agents(built["adapter"], engine, settings.public_url)
+    return built["adapter"]
+
+
+def _simulate_agents(simulator, engine, public_url: str | None) -> None:
+    """With the simulated carrier, the agents on file (reached by phone) answer and join
+    transfers as simulated people do; agents added later are not simulated until a restart."""
+    from outbound.agents import list_agents
+    from telephony.simulated_agents import SimulatedAgents, attach
+
+    with session_scope(engine) as session:
+        numbers = [agent.reach for agent in list_agents(session) if agent.reach.startswith("+")]
+    attach(simulator, SimulatedAgents(numbers), engine=engine, public_url=public_url)

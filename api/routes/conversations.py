@@ -1,0 +1,44 @@
+"""GET /v1/contacts/{phone}/conversation: a contact's transcripts and memory (audited read)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from sqlmodel import Session
+
+from api.auth import CampaignReader
+from api.scoping import phone_visible
+from consent import records
+from outbound.db import get_engine, session_scope
+from outbound.memory import read_conversation
+
+router = APIRouter(prefix="/v1", tags=["conversations"])
+
+
+def get_session() -> Iterator[Session]:
+    with session_scope(get_engine()) as session:
+        yield session
+
+
+def get_now() -> datetime:
+    return datetime.now(UTC)
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+@router.get("/contacts/{phone}/conversation", summary="Every turn and fact stored for a phone, oldest first",
+            responses={422: {"description": "not a NANP phone number"}})
+def get_conversation(phone: str, session: SessionDep, now: NowDep, user: CampaignReader) -> dict[str, Any]:
+    try:
+        e164 = records.normalize_phone(phone)
+    except records.InvalidPhone as error:
+        raise HTTPException(422, detail=str(error)) from None
+    if not phone_visible(session, user, e164):
+        # A manager sees the phones of their own campaigns only; others answer as unknown.
+        raise HTTPException(404, detail=f"no contact {e164} in your campaigns")
+    # Transcripts are personal data: the read itself is audited, with who read it.
+    return read_conversation(session, e164, actor=user.name, at=now)

@@ -1,0 +1,212 @@
+"""REST routes of warm transfers: the list, a transfer's context card, the agent's accept,
+decline and disposition, the push feed of offers for consoles, and per campaign the
+abandonment rate and the transfer policy. Thin: the work is `outbound.transfers`.
+
+Roles: an agent sees and acts on the transfers offered to them (their user name is the agent's
+name); a manager on any; compliance reads. The feed: `GET /v1/transfers/events?since=N` (JSON,
+for polling) and `GET /v1/transfers/stream` (server-sent events, one `data:` line of JSON per
+event, `: keep-alive` comments in between).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import CampaignReader, ManagerUser, user_with
+from api.path_params import RowId
+from api.scoping import visible_campaign
+from outbound import abandonment, transfer_events, transfers
+from outbound.agent_tables import Agent, Transfer
+from outbound.db import get_engine, session_scope
+from outbound.users import CurrentUser
+
+router = APIRouter(prefix="/v1", tags=["transfers"])
+
+TransferReader = user_with("manager", "compliance", "agent")
+AgentActor = user_with("manager", "agent")
+KEEP_ALIVE_SECONDS = 15.0
+
+
+def get_session() -> Iterator[Session]:
+    with session_scope(get_engine()) as session:
+        yield session
+
+
+def get_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def get_public_url() -> str:
+    from outbound.settings import get_settings
+    return get_settings().public_url or ""
+
+
+def get_broadcaster() -> transfer_events.TransferBroadcaster:
+    return transfer_events.broadcaster
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+NowDep = Annotated[datetime, Depends(get_now)]
+PublicUrlDep = Annotated[str, Depends(get_public_url)]
+BroadcasterDep = Annotated[transfer_events.TransferBroadcaster, Depends(get_broadcaster)]
+
+
+class DispositionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disposition: str
+    note: str | None = None
+    available: bool = True
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wait_seconds: int | None = None
+    callback_delay_seconds: int | None = None
+
+
+def _own_agent(session: Session, user: CurrentUser) -> Agent | None:
+    """The agent a user of role agent is (by name); None for other roles."""
+    if user.role != "agent":
+        return None
+    agent = session.execute(select(Agent).where(Agent.name == user.name)).scalar_one_or_none()
+    if agent is None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"user {user.name!r} is not an agent: add one with that name (outbound agent add)")
+    return agent
+
+
+def _visible_transfer(session: Session, user: CurrentUser, transfer_id: int) -> Transfer:
+    transfer = session.get(Transfer, transfer_id)
+    own = _own_agent(session, user)
+    if transfer is None or (own is not None and transfer.agent_id != own.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no transfer {transfer_id}")
+    return transfer
+
+
+def _acting_agent(session: Session, user: CurrentUser, transfer: Transfer) -> Agent:
+    agent = _own_agent(session, user) or (session.get(Agent, transfer.agent_id) if transfer.agent_id else None)
+    if agent is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"transfer {transfer.id} has no agent")
+    return agent
+
+
+@router.get("/transfers")
+def get_transfers(session: SessionDep, user: TransferReader, state: str | None = None,
+                  limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+    statement = select(Transfer).order_by(Transfer.id.desc()).limit(limit)
+    own = _own_agent(session, user)
+    if own is not None:
+        statement = statement.where(Transfer.agent_id == own.id)
+    if state:
+        statement = statement.where(Transfer.state == state)
+    return [transfers.transfer_dict(t) for t in session.execute(statement).scalars()]
+
+
+@router.get("/transfers/events")
+def get_events(user: TransferReader, session: SessionDep, broadcaster: BroadcasterDep,
+               since: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+    own = _own_agent(session, user)
+    return [event.as_dict() for event in broadcaster.since(since, own.id if own else None)]
+
+
+@router.get("/transfers/stream")
+async def get_stream(user: TransferReader, broadcaster: BroadcasterDep) -> StreamingResponse:
+    agent_id = await run_in_threadpool(_agent_id_of, user)
+    subscription = broadcaster.subscribe(agent_id)
+
+    async def events() -> AsyncIterator[str]:
+        try:
+            while True:
+                event = await asyncio.to_thread(subscription.get, KEEP_ALIVE_SECONDS)
+                if event is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield f"id: {event.seq}\nevent: {event.kind}\ndata: {json.dumps(event.as_dict())}\n\n"
+        finally:
+            subscription.close()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _agent_id_of(user: CurrentUser) -> int | None:
+    with session_scope(get_engine()) as session:
+        own = _own_agent(session, user)
+        return own.id if own else None
+
+
+@router.get("/transfers/{transfer_id}")
+def get_transfer(transfer_id: RowId, session: SessionDep, user: TransferReader) -> dict[str, Any]:
+    return transfers.transfer_dict(_visible_transfer(session, user, transfer_id))
+
+
+@router.get("/transfers/{transfer_id}/card")
+def get_card(transfer_id: RowId, session: SessionDep, user: TransferReader) -> dict[str, Any]:
+    return transfers.context_card(session, _visible_transfer(session, user, transfer_id).id)
+
+
+@router.post("/transfers/{transfer_id}/accept")
+def post_accept(transfer_id: RowId, session: SessionDep, now: NowDep, user: AgentActor) -> dict[str, Any]:
+    transfer = _visible_transfer(session, user, transfer_id)
+    try:
+        return transfers.accept(session, transfer, _acting_agent(session, user, transfer), actor=user.name, at=now)
+    except transfers.TransferError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+
+
+@router.post("/transfers/{transfer_id}/decline")
+def post_decline(transfer_id: RowId, session: SessionDep, now: NowDep, user: AgentActor,
+                 public_url: PublicUrlDep) -> dict[str, Any]:
+    transfer = _visible_transfer(session, user, transfer_id)
+    try:
+        return transfers.decline(session, transfer, _acting_agent(session, user, transfer), actor=user.name, at=now,
+                                 public_url=public_url).as_dict()
+    except transfers.TransferError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
+
+
+@router.post("/transfers/{transfer_id}/disposition")
+def post_disposition(transfer_id: RowId, body: DispositionIn, session: SessionDep, now: NowDep,
+                     user: AgentActor) -> dict[str, Any]:
+    transfer = _visible_transfer(session, user, transfer_id)
+    try:
+        transfers.set_disposition(session, transfer, body.disposition, body.note, actor=user.name, at=now,
+                                  available=body.available)
+    except transfers.TransferError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    return transfers.transfer_dict(transfer)
+
+
+@router.get("/campaigns/{campaign_id}/abandonment")
+def get_abandonment(campaign_id: RowId, session: SessionDep, now: NowDep, user: CampaignReader) -> dict[str, Any]:
+    return abandonment.abandonment_rate(session, visible_campaign(session, user, campaign_id), now).as_dict()
+
+
+@router.get("/campaigns/{campaign_id}/transfer-policy")
+def get_policy(campaign_id: RowId, session: SessionDep, user: CampaignReader) -> dict[str, Any]:
+    campaign = visible_campaign(session, user, campaign_id)
+    policy = transfers.policy_for(session, campaign.id)
+    return {"campaign_id": campaign.id, "wait_seconds": policy.wait_seconds,
+            "callback_delay_seconds": policy.callback_delay_seconds}
+
+
+@router.put("/campaigns/{campaign_id}/transfer-policy")
+def put_policy(campaign_id: RowId, body: PolicyIn, session: SessionDep, now: NowDep, user: ManagerUser) -> dict[str, Any]:
+    campaign = visible_campaign(session, user, campaign_id)
+    try:
+        policy = transfers.set_policy(session, campaign.id, wait_seconds=body.wait_seconds,
+                                      callback_delay_seconds=body.callback_delay_seconds, actor=user.name, at=now)
+    except transfers.TransferError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    return {"campaign_id": campaign.id, "wait_seconds": policy.wait_seconds,
+            "callback_delay_seconds": policy.callback_delay_seconds}

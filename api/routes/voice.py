@@ -1,0 +1,126 @@
+"""Twilio voice webhooks: what an answered call hears, and each reply (signed).
+
+- POST /v1/twilio/voice/{attempt_id}: the answer URL the dispatcher gives Twilio (the preamble
+  and the script's first step);
+- POST /v1/twilio/gather/{attempt_id}?turn=&node=&tries=: a reply (speech and/or digits, or
+  silence) heard at a node; answers the next step;
+- POST /v1/twilio/voicemail/{attempt_id}: the message after an answering machine's beep.
+
+Signatures are checked exactly as the other receivers do (`api.routes.webhooks`: configured
+public URL, 403 when missing or wrong; 503 when not configured), and the same single-writer
+handling applies on SQLite. The work is `outbound.conversation`, the code path the simulator
+takes too; the TwiML is `telephony.twiml`.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from starlette.concurrency import run_in_threadpool
+from sqlmodel import Session
+
+from api.routes.webhooks import SIGNATURE_HEADER, AdapterDep, ConfigDep, NowDep, _multi_params
+from outbound.carrier_events import InvalidEvent, UnknownCall
+from outbound.conversation import UnknownAttempt, answer_call, on_gather
+from outbound.db import get_engine, session_scope
+from outbound.scripts.model import Gather
+from outbound.voicemail import voicemail_for
+from telephony import twiml
+from telephony.signatures import validate_twilio_request
+
+router = APIRouter(prefix="/v1/twilio", tags=["twilio voice"])
+
+# SQLite has one writer: conversation turns are written by one thread per process, in arrival
+# order, rather than queueing in SQLite's busy handler. PostgreSQL takes them in parallel.
+_sqlite_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-sqlite")
+
+RESPONSES = {403: {"description": "missing or wrong X-Twilio-Signature"},
+             404: {"description": "no such attempt, or a CallSid that is not its call"},
+             422: {"description": "a parameter is missing or impossible"},
+             503: {"description": "OUTBOUND_PUBLIC_URL or OUTBOUND_TWILIO_AUTH_TOKEN not set"}}
+
+
+async def _signed_params(request: Request, config) -> dict[str, str]:
+    form = await request.form()
+    if not validate_twilio_request(config.auth_token, config.public_url, request.url.path, request.url.query,
+                                   _multi_params(form), request.headers.get(SIGNATURE_HEADER)):
+        raise HTTPException(403, detail=f"{SIGNATURE_HEADER} is missing or does not match this request "
+                                        f"signed for {config.public_url.rstrip('/')}{request.url.path}")
+    return {name: str(value) for name, value in form.items()}
+
+
+async def _in_session(work) -> Any:
+    def run() -> str:
+        with session_scope(get_engine()) as session:
+            return work(session)
+    try:
+        if get_engine().dialect.name == "sqlite":
+            return await asyncio.get_running_loop().run_in_executor(_sqlite_writer, run)
+        return await run_in_threadpool(run)
+    except (UnknownAttempt, UnknownCall, LookupError) as error:
+        raise HTTPException(404, detail=str(error)) from None
+    except InvalidEvent as error:
+        raise HTTPException(422, detail=str(error)) from None
+
+
+def _xml(text: str) -> Response:
+    return Response(text, media_type="application/xml")
+
+
+def _renderer(public_url: str, adapter):
+    return partial(twiml.render, public_url=public_url, adapter=adapter)
+
+
+@router.post("/voice/{attempt_id}", name="twilio_voice", responses=RESPONSES,
+             summary="TwiML for an answered call: preamble, then the campaign's script (signed)")
+async def twilio_voice(attempt_id: int, request: Request, config: ConfigDep, adapter: AdapterDep,
+                       now: NowDep) -> Response:
+    await _signed_params(request, config)
+    render = _renderer(config.public_url, adapter)
+    return _xml(await _in_session(lambda session: answer_call(session, attempt_id, now, render=render)))
+
+
+@router.post("/gather/{attempt_id}", name="twilio_gather_reply", responses=RESPONSES,
+             summary="A reply heard on a call (speech, digits or silence): the next step as TwiML (signed)")
+async def twilio_gather_reply(attempt_id: int, request: Request, config: ConfigDep, adapter: AdapterDep,
+                              now: NowDep, turn: int, node: str, tries: int = 0) -> Response:
+    params = await _signed_params(request, config)
+    if turn < 1 or tries not in (0, 1):
+        raise HTTPException(422, detail=f"turn must be >= 1 and tries 0 or 1, got turn={turn} tries={tries}")
+    render = _renderer(config.public_url, adapter)
+    return _xml(await _in_session(lambda session: gather_reply(session, attempt_id, params, now, turn=turn,
+                                                               position=Gather(node=node, tries=tries),
+                                                               render=render, adapter=adapter)))
+
+
+def gather_reply(session: Session, attempt_id: int, params: dict[str, str], at: datetime, **kwargs) -> str:
+    return on_gather(session, attempt_id, params, at, **kwargs)
+
+
+@router.post("/voicemail/{attempt_id}", name="twilio_voicemail", responses=RESPONSES,
+             summary="The message left after an answering machine's beep, then hang up (signed)")
+async def twilio_voicemail(attempt_id: int, request: Request, config: ConfigDep, now: NowDep) -> Response:
+    await _signed_params(request, config)
+
+    def work(session: Session) -> str:
+        message = voicemail_for(session, attempt_id, now)
+        return twiml.voicemail_twiml(message) if message else twiml.step_twiml_hangup()
+    return _xml(await _in_session(work))
+
+
+async def act_on_machine_answer(result, params: dict, at: datetime, adapter, public_url: str) -> None:
+    """For the AMD receiver (api/routes/webhooks.py), after the event was stored: on a new
+    `machine_end_*` verdict, the campaign's machine policy acts on the live call (redirect to the
+    voicemail message, or hang up). The simulator does the same in `telephony.call_requests`."""
+    from outbound.voicemail import MESSAGE_VERDICTS, on_machine_answer
+
+    answered_by = str(params.get("AnsweredBy", ""))
+    if result.duplicate or not result.attempt_id or answered_by not in MESSAGE_VERDICTS:
+        return
+    await _in_session(lambda session: on_machine_answer(
+        session, result.attempt_id, answered_by, at, adapter=adapter,
+        voicemail_url=twiml.voicemail_url(public_url, result.attempt_id)))
