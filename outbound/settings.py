@@ -8,6 +8,7 @@ installation. The parser is deliberately small (KEY=VALUE lines, `#` comments, a
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,26 +117,40 @@ def default_database_url(data_dir: Path) -> str:
 
 
 _cache: dict[tuple, Settings] = {}
+# The current directory and the `.env` file's mtime are re-read at most this often (a getcwd and
+# a stat cost more than the rest of a webhook request) or whenever the OUTBOUND_* variables change.
+FILES_RECHECK_SECONDS = 1.0
+_files: dict[str, object] = {"environ": None, "checked_at": float("-inf"), "key": None}
 
 
 def get_settings() -> Settings:
     """The process's settings. Cached under everything they are read from (the OUTBOUND_*
     variables, the current directory and the `.env` file's modification time), so a test that
     changes the environment or the directory gets fresh settings without having to reset."""
-    env_file = Path.cwd() / ENV_FILE_NAME
-    key = (_outbound_environ(), str(env_file), _mtime_ns(env_file))
+    environ = _outbound_environ()
+    now = time.monotonic()
+    if environ != _files["environ"] or now - _files["checked_at"] >= FILES_RECHECK_SECONDS:
+        env_file = Path.cwd() / ENV_FILE_NAME
+        _files.update(environ=environ, checked_at=now, key=(environ, str(env_file), _mtime_ns(env_file)))
+    key = _files["key"]
     settings = _cache.get(key)
     if settings is None:
-        settings = _cache[key] = load_settings(env_file=env_file)
+        settings = _cache[key] = load_settings(env_file=Path(key[1]))
     return settings
 
 
 def reset_settings() -> None:
     _cache.clear()
+    _files.update(environ=None, checked_at=float("-inf"), key=None)
 
 
-def _outbound_environ() -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("OUTBOUND_")))
+def _outbound_environ() -> tuple[tuple[bytes, bytes], ...]:
+    # The raw bytes mapping behind os.environ: iterating os.environ decodes every variable of the
+    # process on each call.
+    raw = getattr(os.environ, "_data", None)
+    if raw is None:
+        return tuple(sorted((k.encode(), v.encode()) for k, v in os.environ.items() if k.startswith("OUTBOUND_")))
+    return tuple(sorted(item for item in raw.items() if item[0].startswith(b"OUTBOUND_")))
 
 
 def _mtime_ns(path: Path) -> int | None:
