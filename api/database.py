@@ -21,7 +21,9 @@ def get_api_engine() -> Engine:
 
 
 def get_api_session(engine: Annotated[Engine, Depends(get_api_engine)]) -> Iterator[Session]:
-    """A session whose transaction commits after the route returns (rolls back if it raises)."""
+    """A session whose transaction commits when the route returns, before the response is sent
+    (SessionDep: scope="function"), so a client that reads right after a write sees it; rolls back
+    if the route raises."""
     with session_scope(engine) as session:
         yield session
 
@@ -31,5 +33,5 @@ def get_api_now() -> datetime:
 
 
 EngineDep = Annotated[Engine, Depends(get_api_engine)]
-SessionDep = Annotated[Session, Depends(get_api_session)]
+SessionDep = Annotated[Session, Depends(get_api_session, scope="function")]   # committed before the response
 NowDep = Annotated[datetime, Depends(get_api_now)]

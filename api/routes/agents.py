@@ -35,7 +35,7 @@ def get_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]   # committed before the response
 NowDep = Annotated[datetime, Depends(get_now)]
 
 

@@ -26,7 +26,7 @@ def get_now() -> datetime:
     return datetime.now(UTC)
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]   # committed before the response
 NowDep = Annotated[datetime, Depends(get_now)]
 
 

@@ -55,7 +55,7 @@ def get_broadcaster() -> transfer_events.TransferBroadcaster:
     return transfer_events.broadcaster
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]   # committed before the response
 NowDep = Annotated[datetime, Depends(get_now)]
 PublicUrlDep = Annotated[str, Depends(get_public_url)]
 BroadcasterDep = Annotated[transfer_events.TransferBroadcaster, Depends(get_broadcaster)]
