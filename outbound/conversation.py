@@ -75,10 +75,24 @@ def answer_call(session: Session, attempt_id: int, at: datetime, *, render: Rend
     settings = conversation_settings(campaign)
     context = call_context(campaign, contact, settings)
     try:
-        step = _first_step(settings, campaign, context, memory_view(session, contact.id))
+        step = (_live_answer_step() if _answers_go_to_agents(session, campaign, settings)
+                else _first_step(settings, campaign, context, memory_view(session, contact.id)))
     except (ScriptError, InterpreterError) as error:
         step = _broken_script_step(session, attempt, context, error, at)
     return _finish_turn(session, attempt, contact, 0, None, step, None, at, render, context)
+
+
+def _answers_go_to_agents(session: Session, campaign: Campaign, settings: ConversationSettings) -> bool:
+    # A live-voice campaign without a script is a person's call: the answer goes straight to a
+    # free agent (warm transfer), where the 2-second abandonment clock starts. Without any agent
+    # defined (only allowed for informational calls) it says its text as before.
+    from outbound.agents import any_agent_defined
+
+    return (campaign.voice == "live" and settings.script is None and any_agent_defined(session))
+
+
+def _live_answer_step() -> Step:
+    return Step(prompts=(), action=Action(ActionKind.TRANSFER, node="answer"), path=("answer",))
 
 
 def _first_step(settings: ConversationSettings, campaign: Campaign, context: CallContext,

@@ -263,3 +263,30 @@ def test_a_signed_amd_machine_result_applies_the_campaign_machine_policy_once(cl
     human = add_attempt(db, db.get(Campaign, attempt.campaign_id), "+13105550199", carrier_status="in-progress")
     assert post(client, "/v1/twilio/amd", {"CallSid": human.carrier_id, "AnsweredBy": "human"}).status_code == 200
     assert len(carrier.redirected) + len(carrier.hung_up) == 1
+
+
+def test_a_live_campaign_answer_goes_straight_to_a_free_agent_and_starts_the_abandonment_clock(client, db):
+    from outbound import agents
+    from outbound.agent_tables import LiveAnswer
+
+    from telephony.adapter import CarrierCall
+
+    class Carrier:
+        def __init__(self):
+            self.calls = []
+
+        def place_call(self, request):
+            self.calls.append(request.to)
+            return CarrierCall(sid="CA" + "a" * 32, status="queued")
+
+    carrier = Carrier()
+    client.app.dependency_overrides[webhooks.get_reply_adapter] = lambda: carrier
+    agents.add_agent(db, "ann", "+12125550150", status="available", actor="test", at=T0)
+    db.commit()
+    attempt = make_attempt(db, conversation={"seller_name": "Sunrise Solar", "callback_number": "+18005550100"},
+                           voice="live")
+    twiml = answer(client, attempt)
+    assert "<Conference" in twiml and "<Gather" not in twiml
+    assert carrier.calls == ["+12125550150"]                    # the free agent is called at once
+    db.expire_all()
+    assert db.execute(select(LiveAnswer).where(LiveAnswer.attempt_id == attempt.id)).scalar_one().greeted_at == T0
