@@ -193,7 +193,7 @@ def test_transcripts_are_readable_by_api_and_cli_and_each_read_is_audited(client
                                                                           cli_runner):
     import json
 
-    from conftest import ApiUsers
+    from api_users_support import ApiUsers
     from outbound.cli import app as cli
 
     reply(client, attempt, answer(client, attempt), SpeechResult="No, we rent", Confidence="0.87")

@@ -46,8 +46,10 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: Path):
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this thread
+    # until it stops, and later tests that call asyncio.run() would fail while it does.
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
