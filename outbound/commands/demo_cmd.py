@@ -59,7 +59,8 @@ def _demo_table(report) -> Table:
     table.add_row("[yellow]deferred[/yellow]", str(report.deferred), _by(report.deferred_by_reason))
     table.add_row("[red]blocked[/red]", str(report.blocked), _by(report.blocked_by_reason))
     table.add_row("completed attempts", str(report.completed), "")
-    table.add_row("transferred to an agent", str(report.transferred), "warm transfer is not built yet")
+    table.add_row("transferred to an agent", str(report.transferred),
+                  "qualified by the script, then warm-transferred to a simulated agent who joined")
     return table
 
 
