@@ -147,3 +147,17 @@ def test_api_refuses_bad_input_naming_the_field(client, change, field):
     assert response.status_code == 422
     assert response.json()["detail"].startswith(f"{field}: ")
     assert counts(Campaign) == 0
+
+
+def test_cli_create_gives_the_campaign_its_manager_or_stores_nothing(outbound_env_db, cli_runner):
+    assert cli_runner.invoke(cli, ["user", "add", "maria", "--role", "manager"]).exit_code == 0
+    assert cli_runner.invoke(cli, ["user", "add", "carl", "--role", "compliance"]).exit_code == 0
+    for owner, message in (("nobody", "no user 'nobody'"), ("carl", "only a manager can own a campaign")):
+        result = cli_runner.invoke(cli, [*CREATE[:-1], "--owner", owner])
+        assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert counts(Campaign) == 0
+    result, created = run(cli_runner, *CREATE, "--owner", "maria")
+    assert result.exit_code == 0, result.output
+    with Session(get_engine()) as session:
+        from outbound.users import find_user
+        assert session.get(Campaign, created["id"]).owner_id == find_user(session, "maria").id

@@ -20,6 +20,7 @@ from outbound.campaigns import (
     stop_campaign, validate_campaign,
 )
 from outbound.db import ensure_schema, get_engine, session_scope
+from outbound.users import UserError, UserNotFound, assign_campaign, require_user
 
 EXIT_NOT_ALLOWED = 1
 EXIT_INVALID = 2
@@ -64,6 +65,8 @@ def create(
     machine_policy: str = typer.Option("hang_up", "--machine-policy", help="voice: leave_voicemail | hang_up"),
     seller_name: str | None = typer.Option(None, "--seller-name", help="who calls say they are from (default: the name)"),
     callback_number: str | None = typer.Option(None, "--callback-number", help="E.164 number calls give (default: caller ID)"),
+    owner: str | None = typer.Option(None, "--owner", help="the manager (name or id) who owns it: managers see "
+                                                          "only their own campaigns in the API and the pages"),
     as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON."),
 ) -> None:
     """Create a draft campaign. Bad input stores nothing and exits 2."""
@@ -83,8 +86,11 @@ def create(
     ensure_schema(engine)
     try:
         with session_scope(engine) as session:
-            result = campaign_dict(create_campaign(session, spec, actor="cli", at=_now()))
-    except CampaignExists as error:
+            campaign = create_campaign(session, spec, actor="cli", at=_now())
+            if owner is not None:
+                assign_campaign(session, campaign, require_user(session, owner), actor="cli", at=_now())
+            result = campaign_dict(campaign)
+    except (CampaignExists, UserNotFound, UserError) as error:
         raise _fail(EXIT_INVALID, str(error), as_json) from None
     _print(result, as_json, f"created campaign {result['name']} (id {result['id']}, draft)")
 
