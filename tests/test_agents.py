@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
+from api import database
 from api.app import create_app
 from api.routes import transfers as transfer_routes
 from outbound import agents, transfer_events, transfers
@@ -101,10 +102,9 @@ def client(engine, api_users, monkeypatch):
     app = create_app()
     api_users.install(app)
     monkeypatch.setattr("outbound.db.get_engine", lambda url=None: engine)
-    for module in ("api.routes.agents", "api.routes.transfers"):
-        monkeypatch.setattr(f"{module}.get_engine", lambda url=None: engine)
+    monkeypatch.setattr("api.routes.transfers.get_engine", lambda url=None: engine)    # the event stream
     app.dependency_overrides[transfer_routes.get_public_url] = lambda: PUBLIC
-    app.dependency_overrides[transfer_routes.get_now] = lambda: T0 + timedelta(seconds=5)
+    app.dependency_overrides[database.get_api_now] = lambda: T0 + timedelta(seconds=5)
     return TestClient(app)
 
 

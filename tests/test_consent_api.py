@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
+from api import database
 from api.routes import consent as consent_routes
 from api.validation_errors import request_validation_error
 from consent.tables import ConsentRecord, Revocation
@@ -33,8 +34,8 @@ def client(engine, api_users):
     app = FastAPI()
     app.include_router(consent_routes.router)
     app.add_exception_handler(RequestValidationError, request_validation_error)
-    app.dependency_overrides[consent_routes.get_session] = session_override
-    app.dependency_overrides[consent_routes.get_now] = lambda: NOW
+    app.dependency_overrides[database.get_api_session] = session_override
+    app.dependency_overrides[database.get_api_now] = lambda: NOW
     api_users.install(app)
     with TestClient(app, headers=api_users.headers("compliance")) as client:
         yield client

@@ -6,37 +6,22 @@ Errors: 422 input that cannot be used, 404 unknown agent, 409 name taken or chan
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session
 
 from api.auth import ManagerUser, user_with
+from api.database import NowDep, SessionDep
 from api.path_params import RowId
 from outbound import agents
-from outbound.db import get_engine, session_scope
 from outbound.users import CurrentUser
 
 router = APIRouter(prefix="/v1", tags=["agents"])
 
 AgentsReader = user_with("manager", "compliance", "agent")
 StatusWriter = user_with("manager", "agent")
-
-
-def get_session() -> Iterator[Session]:
-    with session_scope(get_engine()) as session:
-        yield session
-
-
-def get_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]   # committed before the response
-NowDep = Annotated[datetime, Depends(get_now)]
 
 
 class AgentIn(BaseModel):

@@ -8,16 +8,16 @@ compliance reads every campaign. Another manager's campaign answers 404, like a 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlmodel import Session
 
 from api.auth import CampaignReader, ManagerUser
+from api.database import NowDep, SessionDep
 from api.routes.dnc import registry_store
 from api.scoping import owner_scope, visible_campaign
 from consent.rules import load_pack
@@ -25,26 +25,12 @@ from outbound.campaigns import (
     CampaignError, CampaignExists, InvalidTransition, campaign_dict, campaign_status, create_campaign,
     pause_campaign, resume_campaign, start_campaign, stop_campaign, validate_campaign,
 )
-from outbound.db import get_engine, session_scope
 from outbound.models import Campaign
 from scheduler.simulate import simulate
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
 CampaignId = Annotated[int, Path(ge=1, le=2 ** 31 - 1)]
 SIMULATION_YEARS = (2000, 2100)     # the rule packs' holiday tables and zone data cover these
-
-
-def get_session() -> Iterator[Session]:
-    with session_scope(get_engine()) as session:
-        yield session
-
-
-def get_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]   # committed before the response
-NowDep = Annotated[datetime, Depends(get_now)]
 
 
 @router.post("/campaigns", status_code=status.HTTP_201_CREATED)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile, status
-from sqlmodel import Session
 
 from api.auth import ComplianceUser, require_roles
+from api.database import NowDep, SessionDep
 from consent import records
 from api.ascii_json import AsciiJSONResponse
 from consent.ledger_io import (
@@ -22,31 +21,19 @@ from consent.ledger_io import (
 )
 from consent.types import Channel, Purpose
 from outbound import audit
-from outbound.db import get_engine, session_scope
 
 router = APIRouter(prefix="/v1", tags=["consent"], dependencies=[Depends(require_roles("compliance"))])
-
-
-def get_session() -> Iterator[Session]:
-    with session_scope(get_engine()) as session:
-        yield session
 
 
 def get_audit() -> records.Audit:
     return audit.append
 
 
-def get_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def get_actor(user: ComplianceUser) -> str:
     return user.name
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
 AuditDep = Annotated[records.Audit, Depends(get_audit)]
-NowDep = Annotated[datetime, Depends(get_now)]
 ActorDep = Annotated[str, Depends(get_actor)]
 
 

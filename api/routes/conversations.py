@@ -1,33 +1,17 @@
 """GET /v1/contacts/{phone}/conversation: a contact's transcripts and memory (audited read)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
-from sqlmodel import Session
+from fastapi import APIRouter, HTTPException
 
 from api.auth import CampaignReader
+from api.database import NowDep, SessionDep
 from api.scoping import phone_visible
 from consent import records
-from outbound.db import get_engine, session_scope
 from outbound.memory import read_conversation
 
 router = APIRouter(prefix="/v1", tags=["conversations"])
-
-
-def get_session() -> Iterator[Session]:
-    with session_scope(get_engine()) as session:
-        yield session
-
-
-def get_now() -> datetime:
-    return datetime.now(UTC)
-
-
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]   # committed before the response
-NowDep = Annotated[datetime, Depends(get_now)]
 
 
 @router.get("/contacts/{phone}/conversation", summary="Every turn and fact stored for a phone, oldest first",

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -23,6 +22,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import CampaignReader, ManagerUser, user_with
+from api.database import NowDep, SessionDep
 from api.path_params import RowId
 from api.scoping import visible_campaign
 from outbound import abandonment, transfer_events, transfers
@@ -37,15 +37,6 @@ AgentActor = user_with("manager", "agent")
 KEEP_ALIVE_SECONDS = 15.0
 
 
-def get_session() -> Iterator[Session]:
-    with session_scope(get_engine()) as session:
-        yield session
-
-
-def get_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def get_public_url() -> str:
     from outbound.settings import get_settings
     return get_settings().public_url or ""
@@ -55,8 +46,6 @@ def get_broadcaster() -> transfer_events.TransferBroadcaster:
     return transfer_events.broadcaster
 
 
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]   # committed before the response
-NowDep = Annotated[datetime, Depends(get_now)]
 PublicUrlDep = Annotated[str, Depends(get_public_url)]
 BroadcasterDep = Annotated[transfer_events.TransferBroadcaster, Depends(get_broadcaster)]
 

@@ -27,12 +27,11 @@ from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from api.event_writer import EventWriter
 from outbound.carrier_events import KINDS, InvalidEvent, PendingEvent, UnknownCall, WebhookResult
-from outbound.db import get_engine, session_scope
+from outbound.db import get_engine
 from outbound.settings import Settings, get_settings
 from telephony.adapter import Adapter
 from telephony.signatures import validate_twilio_request
