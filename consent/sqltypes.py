@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from sqlalchemy import Column
 from sqlalchemy.types import DateTime, TypeDecorator
+from sqlmodel import Field
 
 
 class UTCDateTime(TypeDecorator):
@@ -26,3 +28,8 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+def instant_field(nullable: bool = False, index: bool = False):
+    """A SQLModel field holding a UTC instant (UTCDateTime), the one spelling every table uses."""
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))

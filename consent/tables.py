@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-from consent.sqltypes import UTCDateTime
+from consent.sqltypes import instant_field
 
 # Every table of the project shares SQLModel's metadata; this module defines the first ones, so
 # the naming convention is set here, before any constraint exists. Named constraints let later
@@ -24,9 +24,6 @@ SQLModel.metadata.naming_convention = {
 }
 
 
-def _instant(nullable: bool = False, index: bool = False):
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
-
 
 class ConsentRecord(SQLModel, table=True):
     __tablename__ = "consent_records"
@@ -38,12 +35,12 @@ class ConsentRecord(SQLModel, table=True):
     purposes: str = Field(description="space-separated: telemarketing informational")
     seller: str | None = None
     brand: str | None = None
-    granted_at: datetime = _instant()
-    expires_at: datetime | None = _instant(nullable=True)
+    granted_at: datetime = instant_field()
+    expires_at: datetime | None = instant_field(nullable=True)
     evidence: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     supersedes_id: int | None = Field(default=None, foreign_key="consent_records.id")
     superseded_by_id: int | None = Field(default=None, foreign_key="consent_records.id")
-    recorded_at: datetime = _instant()
+    recorded_at: datetime = instant_field()
     recorded_by: str = "system"
 
 
@@ -54,8 +51,8 @@ class Revocation(SQLModel, table=True):
     phone: str = Field(index=True)
     channels: str = Field(description="space-separated: voice sms")
     via: str = Field(description="sms_stop | keypress | spoken | email | agent | api")
-    received_at: datetime = _instant()
-    recorded_at: datetime = _instant()
+    received_at: datetime = instant_field()
+    recorded_at: datetime = instant_field()
     recorded_by: str = "system"
     note: str | None = None
 
@@ -65,10 +62,10 @@ class BusinessRelationship(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     phone: str = Field(index=True)
-    last_transaction_at: datetime | None = _instant(nullable=True)
-    last_inquiry_at: datetime | None = _instant(nullable=True)
+    last_transaction_at: datetime | None = instant_field(nullable=True)
+    last_inquiry_at: datetime | None = instant_field(nullable=True)
     seller: str | None = None
-    recorded_at: datetime = _instant()
+    recorded_at: datetime = instant_field()
     recorded_by: str = "system"
     note: str | None = None
 
@@ -85,8 +82,8 @@ class DncSource(SQLModel, table=True):
     file_name: str | None = None
     file_sha256: str | None = None
     entries: int = 0
-    synced_at: datetime | None = _instant(nullable=True)
-    loaded_at: datetime = _instant()
+    synced_at: datetime | None = instant_field(nullable=True)
+    loaded_at: datetime = instant_field()
     loaded_by: str = "system"
     meta: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
@@ -102,9 +99,9 @@ class DncEntry(SQLModel, table=True):
     list_kind: str = Field(description="state | internal | litigator")
     state: str | None = None
     phone: str
-    added_at: datetime = _instant()
+    added_at: datetime = instant_field()
     added_by: str = "system"
     reason: str | None = None
-    removed_at: datetime | None = _instant(nullable=True)
+    removed_at: datetime | None = instant_field(nullable=True)
     removed_by: str | None = None
     removal_reason: str | None = None

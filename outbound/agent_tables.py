@@ -10,11 +10,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
-from consent.sqltypes import UTCDateTime
+from consent.sqltypes import instant_field
 
-
-def _instant(nullable: bool = False, index: bool = False):
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
 class Agent(SQLModel, table=True):
@@ -28,9 +25,9 @@ class Agent(SQLModel, table=True):
     status: str = Field(default="offline", index=True,
                         description="available | busy | wrap_up | offline")
     reach: str = Field(description="E.164 number or client:NAME")
-    status_changed_at: datetime = _instant()
-    created_at: datetime = _instant()
-    updated_at: datetime = _instant()
+    status_changed_at: datetime = instant_field()
+    created_at: datetime = instant_field()
+    updated_at: datetime = instant_field()
 
 
 class Transfer(SQLModel, table=True):
@@ -53,13 +50,13 @@ class Transfer(SQLModel, table=True):
     hold_fetches: int = Field(default=0, description="times the hold audio (wait URL) was fetched")
     declined_by: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     callback_attempt_id: int | None = None
-    callback_at: datetime | None = _instant(nullable=True)
-    began_at: datetime = _instant(index=True)
-    wait_until: datetime = _instant()
-    agent_called_at: datetime | None = _instant(nullable=True)
-    agent_joined_at: datetime | None = _instant(nullable=True)
-    caller_left_at: datetime | None = _instant(nullable=True)
-    ended_at: datetime | None = _instant(nullable=True)
+    callback_at: datetime | None = instant_field(nullable=True)
+    began_at: datetime = instant_field(index=True)
+    wait_until: datetime = instant_field()
+    agent_called_at: datetime | None = instant_field(nullable=True)
+    agent_joined_at: datetime | None = instant_field(nullable=True)
+    caller_left_at: datetime | None = instant_field(nullable=True)
+    ended_at: datetime | None = instant_field(nullable=True)
     disposition: str | None = None
     disposition_note: str | None = None
 
@@ -73,8 +70,8 @@ class LiveAnswer(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     attempt_id: int = Field(foreign_key="attempts.id", unique=True)
     campaign_id: int = Field(foreign_key="campaigns.id", index=True)
-    greeted_at: datetime = _instant(index=True)
-    agent_at: datetime | None = _instant(nullable=True)
+    greeted_at: datetime = instant_field(index=True)
+    agent_at: datetime | None = instant_field(nullable=True)
     abandoned: bool | None = Field(default=None, description="None until an agent joins or none will")
     identified: bool = Field(default=False, description="the identification message played")
 
@@ -87,4 +84,4 @@ class TransferPolicy(SQLModel, table=True):
     campaign_id: int = Field(foreign_key="campaigns.id", primary_key=True)
     wait_seconds: int = 45
     callback_delay_seconds: int = 3600
-    updated_at: datetime = _instant()
+    updated_at: datetime = instant_field()

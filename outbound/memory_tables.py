@@ -10,11 +10,8 @@ from datetime import datetime
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from consent.sqltypes import UTCDateTime
+from consent.sqltypes import instant_field
 
-
-def _instant(index: bool = False):
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=False, index=index))
 
 
 class ConversationTurn(SQLModel, table=True):
@@ -38,7 +35,7 @@ class ConversationTurn(SQLModel, table=True):
     action: str | None = None
     path: str = Field(default="", description="nodes passed, space-separated")
     twiml: str = Field(default="", sa_column=Column(Text, nullable=False))
-    at: datetime = _instant()
+    at: datetime = instant_field()
 
 
 class ConversationFact(SQLModel, table=True):
@@ -55,4 +52,4 @@ class ConversationFact(SQLModel, table=True):
     kind: str
     value: str = Field(sa_column=Column(Text, nullable=False))
     detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    at: datetime = _instant()
+    at: datetime = instant_field()

@@ -10,15 +10,12 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from consent.sqltypes import UTCDateTime
+from consent.sqltypes import instant_field
 
 from consent.tables import (  # noqa: F401  (registers the consent tables in the metadata)
     BusinessRelationship, ConsentRecord, DncEntry, DncSource, Revocation,
 )
 
-
-def _instant(nullable: bool = False, index: bool = False):
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
 class Campaign(SQLModel, table=True):
@@ -36,8 +33,8 @@ class Campaign(SQLModel, table=True):
     settings: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # The manager who created it: managers see and change only their own campaigns.
     owner_id: int | None = Field(default=None, foreign_key="users.id", index=True)
-    created_at: datetime = _instant()
-    updated_at: datetime = _instant()
+    created_at: datetime = instant_field()
+    updated_at: datetime = instant_field()
 
 
 class Contact(SQLModel, table=True):
@@ -59,7 +56,7 @@ class Contact(SQLModel, table=True):
     states: str = Field(default="", description="space-separated candidate states")
     attributes: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     source_line: int | None = None
-    created_at: datetime = _instant()
+    created_at: datetime = instant_field()
 
 
 class ListImport(SQLModel, table=True):
@@ -73,8 +70,8 @@ class ListImport(SQLModel, table=True):
     duplicates: int = 0
     rejected: int = 0
     rejected_by_reason: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    started_at: datetime = _instant()
-    finished_at: datetime | None = _instant(nullable=True)
+    started_at: datetime = instant_field()
+    finished_at: datetime | None = instant_field(nullable=True)
     actor: str = "system"
 
 
@@ -104,20 +101,20 @@ class Attempt(SQLModel, table=True):
     channel: str
     status: str = Field(default="pending", description="pending | claimed | dialing | completed | failed | blocked | cancelled")
     attempt_no: int = 1
-    due_at: datetime = _instant()
+    due_at: datetime = instant_field()
     claimed_by: str | None = None
-    lease_until: datetime | None = _instant(nullable=True)
+    lease_until: datetime | None = instant_field(nullable=True)
     carrier_id: str | None = Field(default=None, unique=True)
     carrier_status: str | None = Field(default=None, description="last status the carrier reported")
     answered_by: str | None = Field(default=None, description="human | machine_* | fax | unknown (AMD)")
     outcome: str | None = None
     error: str | None = Field(default=None, description="carrier or gate message when failed or blocked")
     decision_id: str | None = Field(default=None, foreign_key="decisions.id")
-    allow_expires_at: datetime | None = _instant(nullable=True)
-    dispatched_at: datetime | None = _instant(nullable=True)
-    last_event_at: datetime | None = _instant(nullable=True)
-    created_at: datetime = _instant()
-    updated_at: datetime = _instant()
+    allow_expires_at: datetime | None = instant_field(nullable=True)
+    dispatched_at: datetime | None = instant_field(nullable=True)
+    last_event_at: datetime | None = instant_field(nullable=True)
+    created_at: datetime = instant_field()
+    updated_at: datetime = instant_field()
 
 
 class CarrierEvent(SQLModel, table=True):
@@ -130,7 +127,7 @@ class CarrierEvent(SQLModel, table=True):
     carrier_id: str = Field(index=True, description="CallSid or MessageSid")
     event_key: str = Field(description="e.g. status:ringing, amd:machine_end_beep, sms:inbound")
     attempt_id: int | None = Field(default=None, index=True)
-    received_at: datetime = _instant()
+    received_at: datetime = instant_field()
     payload: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
@@ -141,7 +138,7 @@ class RulePackSnapshot(SQLModel, table=True):
 
     version: str = Field(primary_key=True)
     pack: str = Field(sa_column=Column(Text, nullable=False))
-    created_at: datetime = _instant()
+    created_at: datetime = instant_field()
 
 
 class Decision(SQLModel, table=True):
@@ -156,8 +153,8 @@ class Decision(SQLModel, table=True):
     rules_version: str = Field(foreign_key="rule_packs.version", index=True)
     scenario: str = Field(sa_column=Column(Text, nullable=False), description="canonical scenario JSON")
     decision: str = Field(sa_column=Column(Text, nullable=False), description="canonical decision JSON")
-    decided_at: datetime = _instant(index=True)
-    created_at: datetime = _instant()
+    decided_at: datetime = instant_field(index=True)
+    created_at: datetime = instant_field()
 
 
 class AuditEvent(SQLModel, table=True):
@@ -166,7 +163,7 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
 
     id: int | None = Field(default=None, primary_key=True)
-    at: datetime = _instant()
+    at: datetime = instant_field()
     actor: str
     action: str = Field(index=True)
     subject: str | None = Field(default=None, index=True)

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column
 from sqlmodel import Field, SQLModel
 
-from consent.sqltypes import UTCDateTime
+from consent.sqltypes import instant_field
 
-
-def _instant(nullable: bool = False, index: bool = False):
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
 class User(SQLModel, table=True):
@@ -26,7 +22,7 @@ class User(SQLModel, table=True):
     role: str = Field(description="manager | compliance | agent | admin")
     password_hash: str | None = Field(default=None, description="scrypt$n$r$p$salt$hash; None: token only")
     active: bool = True
-    created_at: datetime = _instant()
+    created_at: datetime = instant_field()
 
 
 class ApiToken(SQLModel, table=True):
@@ -37,8 +33,8 @@ class ApiToken(SQLModel, table=True):
     label: str = ""
     token_hash: str = Field(unique=True, description="sha256 hex of the token")
     prefix: str = Field(description="the token's first characters, to recognise it in listings")
-    created_at: datetime = _instant()
-    revoked_at: datetime | None = _instant(nullable=True)
+    created_at: datetime = instant_field()
+    revoked_at: datetime | None = instant_field(nullable=True)
 
 
 class WebSession(SQLModel, table=True):
@@ -48,5 +44,5 @@ class WebSession(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True)
     session_hash: str = Field(unique=True, description="sha256 hex of the cookie's session id")
     csrf_token: str = Field(description="per-session token every cookie-authenticated write must echo")
-    created_at: datetime = _instant()
-    expires_at: datetime = _instant(index=True)
+    created_at: datetime = instant_field()
+    expires_at: datetime = instant_field(index=True)
