@@ -15,6 +15,7 @@ from sqlmodel import Session
 from api.auth import require_roles
 from api.database import SessionDep
 from api.phone_param import e164_param
+from api.routes.reports import ReportRowOut
 from outbound.audit import iso_utc
 from outbound.decisions import load_decision
 from outbound.replay import replay_row
@@ -24,20 +25,6 @@ router = APIRouter(prefix="/v1/decisions", tags=["decisions"],
                    dependencies=[Depends(require_roles("compliance"))])
 DecisionId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="the decision's uuid4 hex id")]
 NOT_FOUND = {404: {"description": "no stored decision with that id"}}
-
-
-class DecisionSummaryOut(BaseModel):
-    decision_id: str
-    decided_at: str
-    verdict: str
-    phone: str
-    states: list[str]
-    campaign_id: int | None
-    campaign: str | None
-    attempt_id: int | None
-    rules_version: str
-    reasons: list[dict[str, Any]]
-    next_allowed_at: str | None
 
 
 class DecisionOut(BaseModel):
@@ -65,9 +52,9 @@ class ReplayOut(BaseModel):
 def list_decisions(session: SessionDep, phone: Annotated[str, Query(max_length=40)],
                    verdict: Annotated[Literal["allow", "defer", "block"] | None, Query()] = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                   offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[DecisionSummaryOut]:
+                   offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[ReportRowOut]:
     filters = ReportFilter(phone=e164_param(phone), verdicts=(verdict,) if verdict else ALL_VERDICTS)
-    return [DecisionSummaryOut(**row.to_dict()) for row in report_page(session, filters, limit=limit, offset=offset)]
+    return [ReportRowOut(**row.to_dict()) for row in report_page(session, filters, limit=limit, offset=offset)]
 
 
 def _load(session: Session, decision_id: str):
