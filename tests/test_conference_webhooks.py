@@ -17,13 +17,11 @@ from api.routes import webhooks
 from consent.tables import Revocation
 from outbound import agents, transfers
 from outbound.agent_tables import Agent, LiveAnswer, Transfer
-from outbound.db import ensure_schema, get_engine
 from outbound.models import Attempt
 from telephony.adapter import CarrierCall
-from webhook_support import T0, add_attempt, add_campaign
+from webhook_support import PUBLIC_URL, T0, add_attempt, add_campaign, configure_webhooks
+from webhook_support import WEBHOOK_TOKEN as TOKEN
 
-TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC_URL = "https://calls.example.com"
 PHONE = "+12125550123"
 AGENT_PHONE = "+12125550150"
 
@@ -51,11 +49,7 @@ class RecordingCarrier:
 
 @pytest.fixture
 def engine(outbound_env_db, monkeypatch):
-    monkeypatch.setenv("OUTBOUND_PUBLIC_URL", PUBLIC_URL)
-    monkeypatch.setenv("OUTBOUND_TWILIO_AUTH_TOKEN", TOKEN)
-    engine = get_engine()
-    ensure_schema(engine)
-    return engine
+    return configure_webhooks(monkeypatch)
 
 
 @pytest.fixture

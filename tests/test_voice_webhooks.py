@@ -13,13 +13,11 @@ from twilio.request_validator import RequestValidator
 from api.app import create_app
 from api.routes import webhooks
 from consent.tables import Revocation
-from outbound.db import ensure_schema, get_engine
 from outbound.memory_tables import ConversationFact, ConversationTurn
 from outbound.models import Attempt, AuditEvent, Campaign, Contact
-from webhook_support import T0, add_attempt, add_campaign, count
+from webhook_support import PUBLIC_URL, T0, add_attempt, add_campaign, configure_webhooks, count
+from webhook_support import WEBHOOK_TOKEN as TOKEN
 
-TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC_URL = "https://calls.example.com"
 PHONE = "+13105550123"
 CONVERSATION = {"script": "solar_qualify", "record_calls": True, "machine_policy": "leave_voicemail",
                 "seller_name": "Sunrise Solar", "callback_number": "+18005550100"}
@@ -27,11 +25,7 @@ CONVERSATION = {"script": "solar_qualify", "record_calls": True, "machine_policy
 
 @pytest.fixture
 def configured(outbound_env_db, monkeypatch):
-    monkeypatch.setenv("OUTBOUND_PUBLIC_URL", PUBLIC_URL)
-    monkeypatch.setenv("OUTBOUND_TWILIO_AUTH_TOKEN", TOKEN)
-    engine = get_engine()
-    ensure_schema(engine)
-    return engine
+    return configure_webhooks(monkeypatch)
 
 
 @pytest.fixture

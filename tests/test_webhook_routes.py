@@ -12,22 +12,19 @@ from twilio.request_validator import RequestValidator
 from api.app import create_app
 from api.routes import webhooks
 from consent.tables import Revocation
-from outbound.db import ensure_schema, get_engine
 from outbound.models import Attempt, AuditEvent, CarrierEvent
-from webhook_support import CALLER_ID, OrderCheckingCarrier, add_attempt, add_campaign, call_sid, count, message_sid
+from webhook_support import (
+    CALLER_ID, PUBLIC_URL, OrderCheckingCarrier, add_attempt, add_campaign, call_sid, configure_webhooks, count,
+    message_sid,
+)
+from webhook_support import WEBHOOK_TOKEN as TOKEN
 
-TOKEN = "0123456789abcdef0123456789abcdef"
-PUBLIC_URL = "https://calls.example.com"
 PHONE = "+12125550123"
 
 
 @pytest.fixture
 def configured(outbound_env_db, monkeypatch):
-    monkeypatch.setenv("OUTBOUND_PUBLIC_URL", PUBLIC_URL)
-    monkeypatch.setenv("OUTBOUND_TWILIO_AUTH_TOKEN", TOKEN)
-    engine = get_engine()
-    ensure_schema(engine)
-    return engine
+    return configure_webhooks(monkeypatch)
 
 
 @pytest.fixture

@@ -103,3 +103,19 @@ class OrderCheckingCarrier:
             raise self.refuse
         self.sent.append(request)
         return CarrierCall(sid=message_sid(), status="queued")
+
+
+WEBHOOK_TOKEN = "0123456789abcdef0123456789abcdef"
+PUBLIC_URL = "https://calls.example.com"
+
+
+def configure_webhooks(monkeypatch) -> Engine:
+    """Webhooks configured (public URL and auth token) on the app's engine, schema upgraded;
+    call it from a fixture that takes `outbound_env_db`."""
+    from outbound.db import ensure_schema, get_engine
+
+    monkeypatch.setenv("OUTBOUND_PUBLIC_URL", PUBLIC_URL)
+    monkeypatch.setenv("OUTBOUND_TWILIO_AUTH_TOKEN", WEBHOOK_TOKEN)
+    engine = get_engine()
+    ensure_schema(engine)
+    return engine
