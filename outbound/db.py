@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -113,11 +114,16 @@ def insert_ignoring_duplicates(session: Session, table: Table, values: dict[str,
 
     One statement on both backends (ON CONFLICT DO NOTHING), so two processes racing to create
     the same row (a rule-pack snapshot, the audit head) neither fail nor create it twice."""
-    dialect = session.get_bind().dialect.name
+    statement = _insert_ignoring_duplicates(session.get_bind().dialect.name, table)
+    return session.execute(statement, values).rowcount == 1
+
+
+@lru_cache(maxsize=64)
+def _insert_ignoring_duplicates(dialect: str, table: Table):
+    # Built once per table, its values bound at execution: a statement built with .values() per
+    # call is compiled and cache-keyed again each time, which the audit head pays on every append.
     if dialect == "postgresql":
-        statement = postgresql.insert(table).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).values(**values).on_conflict_do_nothing()
-    else:
-        raise NotImplementedError(f"insert_ignoring_duplicates: unsupported database {dialect!r}")
-    return session.execute(statement).rowcount == 1
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"insert_ignoring_duplicates: unsupported database {dialect!r}")

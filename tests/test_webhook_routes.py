@@ -13,6 +13,7 @@ from api.app import create_app
 from api.routes import webhooks
 from consent.tables import Revocation
 from outbound.models import Attempt, AuditEvent, CarrierEvent
+from telephony.signatures import sign
 from webhook_support import (
     CALLER_ID, PUBLIC_URL, OrderCheckingCarrier, add_attempt, add_campaign, call_sid, configure_webhooks, count,
     message_sid,
@@ -99,6 +100,36 @@ def test_a_request_not_signed_for_the_public_url_is_403_and_changes_nothing(clie
     assert response.status_code == 403
     assert "X-Twilio-Signature" in response.json()["detail"]
     assert state(db, attempt.id) == before
+
+
+@pytest.mark.parametrize("kind", webhooks.KINDS)
+def test_every_receiver_refuses_an_unsigned_request_and_stores_nothing(client, db, attempt, kind):
+    params = {"CallSid": attempt.carrier_id, "MessageSid": message_sid(), "CallStatus": "completed",
+              "MessageStatus": "delivered", "AnsweredBy": "human", "From": PHONE, "Body": "STOP"}
+    before = state(db, attempt.id)
+    response = post(client, f"/v1/twilio/{kind}", params, header=False)
+    assert response.status_code == 403 and "X-Twilio-Signature" in response.json()["detail"]
+    assert state(db, attempt.id) == before
+    assert count(db, Revocation) == 0
+
+
+def test_a_body_that_is_not_a_form_is_415_naming_the_type_and_changes_nothing(client, db, attempt):
+    before = state(db, attempt.id)
+    response = client.post("/v1/twilio/call-status", json={"CallSid": attempt.carrier_id, "CallStatus": "busy"},
+                           headers={"X-Twilio-Signature": "x"})
+    assert response.status_code == 415
+    assert "application/x-www-form-urlencoded" in response.json()["detail"]
+    assert state(db, attempt.id) == before
+
+
+def test_a_repeated_parameter_is_signed_with_all_its_values(client, db, attempt):
+    pairs = [("CallSid", attempt.carrier_id), ("CallStatus", "ringing"), ("Note", "a"), ("Note", "b")]
+    url = f"{PUBLIC_URL}/v1/twilio/call-status"
+    signed = sign(TOKEN, url, {"CallSid": attempt.carrier_id, "CallStatus": "ringing", "Note": ["a", "b"]})
+    headers = {"X-Twilio-Signature": signed, "Content-Type": "application/x-www-form-urlencoded"}
+    assert client.post("/v1/twilio/call-status", content=urlencode(pairs), headers=headers).status_code == 200
+    dropped = urlencode(pairs[:-1])
+    assert client.post("/v1/twilio/call-status", content=dropped, headers=headers).status_code == 403
 
 
 def test_the_query_string_is_part_of_what_is_signed(client, db, attempt):
