@@ -1,6 +1,6 @@
 """The contact import pipeline: read, normalise, place, de-duplicate, store, report, audit.
 
-Rows are stored in executemany batches of BATCH_SIZE, committed every COMMIT_ROWS: a
+Rows are stored in batches of BATCH_SIZE, committed every 100k rows (`batch_store`): a
 million-row list holds no million-row transaction and no million ORM objects. A failure part-way
 leaves the rows already committed and the ListImport row without `finished_at`; importing the
 file again completes it, because duplicates are skipped.
@@ -12,22 +12,18 @@ occurrence wins. `accepted` is counted from the rows stored under the import at 
 exact on every backend; `duplicates` is the rest of the good rows.
 
 Speed (the target: 1M rows in 20 s on two cores; see bench/bench_import.py): parsing runs on the
-calling thread and storing on a writer thread, since the drivers release the GIL while the
-database works; contact rows go to the driver as plain tuples, already in the form the column
-types would produce, because SQLAlchemy's per-row bind processing (JSON, datetimes) cost more
-than the inserts themselves. Each batch is inserted in E.164 order, so contact ids follow the
-file only from batch to batch; `source_line` keeps each contact's line.
+calling thread and storing on a writer thread (`batch_store` says how the two really overlap);
+contact rows are plain tuples, already in the form the column types would produce, because
+SQLAlchemy's per-row bind processing (JSON, datetimes) cost more than the inserts themselves.
+Each batch is inserted in E.164 order, so contact ids follow the file only from batch to batch;
+`source_line` keeps each contact's line.
 """
 from __future__ import annotations
 
 import json
-import queue
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from operator import itemgetter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import BinaryIO
 
@@ -37,6 +33,7 @@ from sqlmodel import Session
 from consent.location import UnknownState
 from outbound import audit
 from outbound.db import insert_ignoring_duplicates, session_scope
+from outbound.lists.batch_store import Batch, BatchWriter, ImportConstants
 from outbound.lists.columns import ColumnMap, map_columns
 from outbound.lists.normalise import DEFAULT_REGION, Reason, normalise_phone
 from outbound.lists.placement import Placer
@@ -44,15 +41,6 @@ from outbound.lists.reader import ListReader, SourceRow
 from outbound.models import Campaign, Contact, ImportReject, ListImport
 
 BATCH_SIZE = 10_000
-# A transaction per 100k rows, not per batch: each commit writes every index page it dirtied,
-# and random numbers dirty most of them, so small commits multiply the pages written.
-COMMIT_ROWS = 100_000
-WRITE_QUEUE_BATCHES = 2          # batches parsed ahead of the writer: bounds memory
-SQLITE_IMPORT_CACHE_KIB = 128 * 1024
-CONTACT_COLUMNS = ("campaign_id", "import_id", "e164", "phone_raw", "first_name", "last_name", "email",
-                   "zip", "state", "line_type", "timezones", "states", "attributes", "source_line",
-                   "created_at")
-_E164_OF_ROW = itemgetter(CONTACT_COLUMNS.index("e164"))
 AUDIT_ACTION = "contacts.imported"
 
 _LINE_TYPES = {
@@ -92,13 +80,6 @@ class ImportResult:
                 "rejected_by_reason": dict(sorted(self.rejected_by_reason.items()))}
 
 
-@dataclass
-class _Batch:
-    contacts: list[dict] = field(default_factory=list)
-    rejects: list[dict] = field(default_factory=list)
-    rows: int = 0
-
-
 def find_or_create_campaign(session: Session, name: str, at: datetime) -> Campaign:
     """The campaign named `name`; created as a draft when it does not exist yet."""
     values = Campaign(name=name, status="draft", created_at=at, updated_at=at).model_dump(exclude={"id"})
@@ -119,15 +100,14 @@ def import_contacts(engine: Engine, reader: ListReader, columns: ColumnMap, *, c
     """Imports every record of `reader` into the campaign and records the import and its rejects."""
     at = at or datetime.now(timezone.utc)
     import_id = _start_import(engine, campaign_id, file_name, actor, at)
-    builder = _RowBuilder(columns, campaign_id=campaign_id, import_id=import_id,
-                          created_at=_bound_instant(engine, at), region=region)
+    builder = _RowBuilder(columns, region=region)
     reasons: Counter[str] = Counter()
     rows = 0
-    writer = _BatchWriter(engine)
+    writer = BatchWriter(engine, ImportConstants(campaign_id, import_id, _bound_instant(engine, at)))
     try:
         for batch in _batches(reader.rows(), builder):
+            reasons.update(reason for _line, reason, _row in batch.rejects)
             writer.put(batch)
-            reasons.update(reject["reason"] for reject in batch.rejects)
             rows += batch.rows
             if progress:
                 progress(ImportProgress(rows=rows, bytes_read=reader.bytes_read))
@@ -137,106 +117,6 @@ def import_contacts(engine: Engine, reader: ListReader, columns: ColumnMap, *, c
     writer.close()
     return _finish_import(engine, import_id, campaign_id, file_name, actor, at, rows, reasons,
                           reader.meter.sha256.hexdigest())
-
-
-class _BatchWriter:
-    """Stores batches on a thread of its own, so storing one batch overlaps with parsing the
-    next, on one connection, committing every COMMIT_ROWS rows. An error on the writer is raised
-    on the caller's thread at its next `put` or at `close`."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._contacts_sql = _insert_contacts_sql(engine)
-        self._rejects = ImportReject.__table__.insert()
-        self._queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="list-import-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, batch: _Batch) -> None:
-        while True:
-            self._raise_if_failed()
-            try:
-                self._queue.put(batch, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def close(self) -> None:
-        """Waits until every batch put is stored (or the writer failed), then raises its error."""
-        self.stop()
-        self._raise_if_failed()
-
-    def stop(self) -> None:
-        """Waits for the writer to finish what it was given, without raising its error."""
-        while self._thread.is_alive():
-            try:
-                self._queue.put(None, timeout=0.2)
-                break
-            except queue.Full:
-                continue
-        self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            with self._engine.connect() as connection, _bulk_load_cache(connection):
-                transaction, uncommitted = connection.begin(), 0
-                while (batch := self._queue.get()) is not None:
-                    self._store(connection, batch)
-                    uncommitted += batch.rows
-                    if uncommitted >= COMMIT_ROWS:
-                        transaction.commit()
-                        transaction, uncommitted = connection.begin(), 0
-                transaction.commit()
-        except BaseException as error:    # handed to the caller's thread
-            self._error = error
-
-    def _store(self, connection, batch: _Batch) -> None:
-        if batch.contacts:
-            # The driver's own executemany, inside the SQLAlchemy transaction, skipping
-            # SQLAlchemy's per-row parameter processing. Sorted by E.164, the index inserts walk
-            # the B-trees in order (a quarter less work); the sort is stable, so the first of
-            # two equal numbers is still the one stored.
-            cursor = connection.connection.cursor()
-            try:
-                cursor.executemany(self._contacts_sql, sorted(batch.contacts, key=_E164_OF_ROW))
-            finally:
-                cursor.close()
-        if batch.rejects:
-            connection.execute(self._rejects, batch.rejects)
-
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-
-@contextmanager
-def _bulk_load_cache(connection) -> Iterator[None]:
-    """On SQLite, a page cache that holds the contact indexes while they grow: with the default
-    2 MB, random E.164 inserts spill and re-read index pages, and an import runs 40% slower."""
-    if connection.dialect.name != "sqlite":
-        yield
-        return
-    default = connection.exec_driver_sql("PRAGMA cache_size").scalar()
-    connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
-    connection.commit()         # the PRAGMAs opened SQLAlchemy's implicit transaction
-    try:
-        yield
-    finally:
-        connection.rollback()
-        connection.exec_driver_sql(f"PRAGMA cache_size = {int(default)}")
-        connection.commit()
-
-
-def _insert_contacts_sql(engine: Engine) -> str:
-    """INSERT of CONTACT_COLUMNS in the driver's own placeholders. ON CONFLICT ... DO NOTHING is
-    the same words on SQLite (3.24+) and PostgreSQL."""
-    placeholder = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(engine.dialect.paramstyle)
-    if placeholder is None or engine.dialect.name not in ("sqlite", "postgresql"):
-        raise NotImplementedError(f"contact import: unsupported database {engine.dialect.name!r}")
-    return (f"INSERT INTO {Contact.__tablename__} ({', '.join(CONTACT_COLUMNS)}) "
-            f"VALUES ({', '.join([placeholder] * len(CONTACT_COLUMNS))}) "
-            f"ON CONFLICT (campaign_id, e164) DO NOTHING")
 
 
 def _bound_instant(engine: Engine, at: datetime):
@@ -275,15 +155,15 @@ def _finish_import(engine: Engine, import_id: int, campaign_id: int, file_name: 
     return result
 
 
-def _batches(rows: Iterable[SourceRow], builder: _RowBuilder) -> Iterable[_Batch]:
-    batch = _Batch()
+def _batches(rows: Iterable[SourceRow], builder: _RowBuilder) -> Iterable[Batch]:
+    batch = Batch()
     add = builder.add
     for row in rows:
         add(row, batch)
         batch.rows += 1
         if batch.rows >= BATCH_SIZE:
             yield batch
-            batch = _Batch()
+            batch = Batch()
     if batch.rows:
         yield batch
 
@@ -292,8 +172,7 @@ class _RowBuilder:
     """Turns a source row into a contact's column values, or a reject. The hot loop of an
     import: lookups are bound once here, and everything slow is cached per prefix or per ZIP."""
 
-    def __init__(self, columns: ColumnMap, *, campaign_id: int, import_id: int, created_at,
-                 region: str) -> None:
+    def __init__(self, columns: ColumnMap, *, region: str) -> None:
         self.header = columns.header
         index = columns.field_index
         # A field the file lacks reads the empty cell appended to every row (index -1), which
@@ -304,10 +183,10 @@ class _RowBuilder:
         self.line_type_i = index.get("line_type")
         self.attribute_columns = ([(name, index[name]) for name in _CONSENT_FIELDS if name in index]
                                   + [(name, i) for i, name in columns.extra])
-        self.campaign_id, self.import_id, self.created_at, self.region = campaign_id, import_id, created_at, region
+        self.region = region
         self.placer = Placer()
 
-    def add(self, row: SourceRow, batch: _Batch) -> None:
+    def add(self, row: SourceRow, batch: Batch) -> None:
         fields = row.fields
         if row.problem:
             batch.rejects.append(self._reject(row.line, row.problem, fields))
@@ -326,12 +205,12 @@ class _RowBuilder:
             return
         attributes = self._attributes(fields)
         line_type = "unknown" if self.line_type_i is None else self._line_type(fields[self.line_type_i], attributes)
-        batch.contacts.append((
-            self.campaign_id, self.import_id, e164, raw_phone.strip(),
+        batch.contacts.append((            # CONTACT_ROW_COLUMNS
+            e164, raw_phone.strip(),
             fields[self.first_i].strip() or None, fields[self.last_i].strip() or None,
             fields[self.email_i].strip() or None, zip_code, state, line_type,
             placement.timezones, placement.states,
-            _encode_json(attributes) if attributes else "{}", row.line, self.created_at,
+            _encode_json(attributes) if attributes else "{}", row.line,
         ))
 
     def _attributes(self, fields: list[str]) -> dict:
@@ -350,9 +229,8 @@ class _RowBuilder:
             attributes["line_type_given"] = text
         return line_type or "unknown"
 
-    def _reject(self, line: int, reason: str, fields: list[str]) -> dict:
-        return {"import_id": self.import_id, "line": line, "reason": reason,
-                "row": original_columns(self.header, fields)}
+    def _reject(self, line: int, reason: str, fields: list[str]) -> tuple[int, str, dict]:
+        return line, reason, original_columns(self.header, fields)
 
 
 def original_columns(header: tuple[str, ...], fields: list[str]) -> dict[str, str]:
