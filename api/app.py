@@ -1,7 +1,10 @@
-"""The FastAPI application: REST under /v1 (and, later, webhooks and pages)."""
+"""The FastAPI application: REST under /v1, the Twilio webhooks and the pages."""
 from __future__ import annotations
 
+import gc
 import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -40,8 +43,17 @@ ROUTER_MODULES = (
 )
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # What is loaded by now (the app, its routes, phonenumbers' and the holidays' tables, the
+    # ORM's mappers) lives as long as the process. Frozen, a full collection no longer walks it:
+    # those walks were most of the webhooks' p99 (bench/bench_webhooks.py: 61-90 ms, then 21 ms).
+    gc.freeze()
+    yield
+
+
 def create_app() -> FastAPI:
-    app = FastAPI(title="outbound", version="0.1.0",
+    app = FastAPI(title="outbound", version="0.1.0", lifespan=_lifespan,
                   description="Outbound campaigns behind a deterministic compliance gate.")
     # FastAPI's own 422 handler echoes the input and fails (500) on lone surrogates.
     app.add_exception_handler(RequestValidationError, request_validation_error)
