@@ -65,7 +65,7 @@ class EventWriter:
     def _write(self, run: list[_Queued]) -> None:
         if len(run) > 1:
             try:
-                with session_scope(self._engine()) as session:
+                with session_scope(self._engine(), expire_on_commit=False) as session:
                     results = handle_webhook_batch(session, [item.event for item in run])
             except Exception:
                 log.debug("webhook batch of %d rolled back; handling its events one by one", len(run),
@@ -79,7 +79,7 @@ class EventWriter:
 
     def _write_one(self, item: _Queued) -> None:
         try:
-            with session_scope(self._engine()) as session:
+            with session_scope(self._engine(), expire_on_commit=False) as session:
                 result = handle_webhook(session, item.event.kind, item.event.params, item.event.at,
                                         adapter=item.adapter)
         except Exception as error:          # handed to the request, which answers 404/422/500

@@ -82,9 +82,12 @@ def dispose_engines() -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """A session whose transaction commits when the block ends and rolls back if it raises."""
-    with Session(engine) as session:
+def session_scope(engine: Engine, *, expire_on_commit: bool = True) -> Iterator[Session]:
+    """A session whose transaction commits when the block ends and rolls back if it raises.
+
+    `expire_on_commit=False` for a session used once and thrown away: expiring every object it
+    loaded is wasted work when nothing reads them after the commit."""
+    with Session(engine, expire_on_commit=expire_on_commit) as session:
         try:
             yield session
             session.commit()
