@@ -144,7 +144,7 @@ async def _injected(request: Request, dependency: Callable[[], Awaitable[Any]]) 
 async def _signed_form(request: Request, config: WebhookConfig) -> list[tuple[str, str]]:
     """The form's (name, value) pairs, in order, once the signature over them has been checked."""
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(FORM_TYPE):
+    if not content_type.lower().startswith(FORM_TYPE):
         raise HTTPException(415, detail=f"Twilio webhooks are form-encoded: expected Content-Type {FORM_TYPE}, "
                                         f"got {content_type or 'none'}")
     try:
