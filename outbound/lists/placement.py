@@ -32,12 +32,20 @@ _NO_SUCH_STATE = object()
 
 
 class Placer:
-    """`place` for the rows of one import, memoising the cleaning of raw ZIP and state cells
-    (a list repeats the same few thousand) so a row costs a few dict lookups."""
+    """`place` for the rows of one import, at a few dict lookups a row. The cleaning of raw ZIP
+    and state cells is memoised per cell (a list repeats the same few thousand), the number's
+    facts per +1NPANXX, and the placement per (number facts, address facts). Those two are keyed
+    by small ints standing for their (zones, state) values: hashing tuples of zone names on every
+    row cost more than the rest of the placement."""
 
     def __init__(self) -> None:
         self._zips: dict[str, tuple[str | None, str | None, str | None]] = {}
         self._states: dict[str, object] = {}
+        self._numbers: dict[str, int] = {}                          # +1NPANXX -> number facts id
+        self._addresses: dict[tuple[str | None, str | None], int] = {}   # (ZIP zone, state) -> id
+        self._placements: dict[tuple[int, int], Placement] = {}
+        self._number_facts = _Interned()        # (zones, state) of a number
+        self._address_facts = _Interned()       # (zones, state) an address adds
 
     def resolve(self, e164: str, raw_zip: str, raw_state: str) -> tuple[str | None, str | None, Placement]:
         """(cleaned ZIP, cleaned state, placement); raises UnknownState for a state cell that
@@ -53,14 +61,47 @@ class Placer:
         if zip_entry is None:
             zip_entry = self._remember(self._zips, raw_zip, _zip_entry(raw_zip))
         zip_code, zip_zone, zip_state = zip_entry
-        return zip_code, state, _place_cached(e164[:8], zip_zone, state or zip_state)
+        address_key = (zip_zone, state or zip_state)
+        address_id = self._addresses.get(address_key)
+        if address_id is None:
+            address_id = self._addresses[address_key] = self._address_facts.id_of(
+                (_address_zones(*address_key), address_key[1]))
+        prefix = e164[:8]
+        number_id = self._numbers.get(prefix)
+        if number_id is None:
+            zones, number_state, _region = prefix_facts(prefix)
+            number_id = self._remember(self._numbers, prefix, self._number_facts.id_of((zones, number_state)))
+        placement = self._placements.get((number_id, address_id))
+        if placement is None:
+            placement = self._placements[number_id, address_id] = _combine(
+                *self._number_facts.value_of(number_id), *self._address_facts.value_of(address_id))
+        return zip_code, state, placement
 
     @staticmethod
-    def _remember(memo: dict, key: str, value):
+    def _remember(memo: dict, key, value):
         if len(memo) >= _MEMO_LIMIT:
             memo.clear()
         memo[key] = value
         return value
+
+
+class _Interned:
+    """Small ints standing for values. A list has a few hundred (zones, state) pairs of numbers
+    and of addresses, so these, and the placements keyed by them, stay small."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple, int] = {}
+        self._values: list[tuple] = []
+
+    def id_of(self, value: tuple) -> int:
+        value_id = self._ids.get(value)
+        if value_id is None:
+            value_id = self._ids[value] = len(self._values)
+            self._values.append(value)
+        return value_id
+
+    def value_of(self, value_id: int) -> tuple:
+        return self._values[value_id]
 
 
 def _clean_state_or_marker(raw: str) -> str | None | object:
@@ -119,7 +160,7 @@ def _place_cached(e164_prefix: str, zip_zone: str | None, address_state: str | N
     # Cached in parts: (prefix, ZIP zone, state) together has hundreds of thousands of values
     # in a national list, each part alone a few thousand.
     zones, number_state, _region = prefix_facts(e164_prefix)
-    return _combine(zones, _address_zones(zip_zone, address_state), number_state, address_state)
+    return _combine(zones, number_state, _address_zones(zip_zone, address_state), address_state)
 
 
 @lru_cache(maxsize=16_384)
@@ -130,7 +171,7 @@ def _address_zones(zip_zone: str | None, address_state: str | None) -> tuple[str
 
 
 @lru_cache(maxsize=65_536)
-def _combine(number_zones: tuple[str, ...], address_zones: tuple[str, ...], number_state: str | None,
+def _combine(number_zones: tuple[str, ...], number_state: str | None, address_zones: tuple[str, ...],
              address_state: str | None) -> Placement:
     candidate_zones = set(number_zones) | set(address_zones)
     states = {s for s in (number_state, address_state) if s}
