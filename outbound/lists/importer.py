@@ -35,7 +35,7 @@ from outbound import audit
 from outbound.db import insert_ignoring_duplicates, session_scope
 from outbound.lists.batch_store import Batch, BatchWriter, ImportConstants
 from outbound.lists.columns import ColumnMap, map_columns
-from outbound.lists.normalise import DEFAULT_REGION, Reason, normalise_phone
+from outbound.lists.normalise import DEFAULT_REGION, Reason, normalise_phone, plain_nanp_e164
 from outbound.lists.placement import Placer
 from outbound.lists.reader import ListReader, SourceRow
 from outbound.models import Campaign, Contact, ImportReject, ListImport
@@ -50,6 +50,8 @@ _LINE_TYPES = {
     "voip": "voip", "unknown": "unknown",
 }
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
+_encode_json_string = json.encoder.encode_basestring      # what that encoder writes for a str
+_LINE_TYPE_GIVEN = "line_type_given"
 _CONSENT_FIELDS = ("consent_kind", "consent_granted_at", "consent_evidence", "consent_channels")
 
 
@@ -181,8 +183,11 @@ class _RowBuilder:
         self.first_i, self.last_i, self.email_i, self.zip_i, self.state_i = (
             index.get(name, -1) for name in ("first_name", "last_name", "email", "zip", "state"))
         self.line_type_i = index.get("line_type")
-        self.attribute_columns = ([(name, index[name]) for name in _CONSENT_FIELDS if name in index]
-                                  + [(name, i) for i, name in columns.extra])
+        self.attributes = _AttributesJson(
+            [(name, index[name]) for name in _CONSENT_FIELDS if name in index] + [(name, i) for i, name in columns.extra],
+            line_type_given=self.line_type_i is not None)
+        # The one-regex path reads a bare ten-digit number as US: only for US-default lists.
+        self.plain_e164 = plain_nanp_e164 if region == DEFAULT_REGION else _no_plain_e164
         self.region = region
         self.placer = Placer()
 
@@ -192,10 +197,12 @@ class _RowBuilder:
             batch.rejects.append(self._reject(row.line, row.problem, fields))
             return
         raw_phone = fields[self.phone_i]
-        e164, reason = normalise_phone(raw_phone, self.region)
+        e164 = self.plain_e164(raw_phone)
         if e164 is None:
-            batch.rejects.append(self._reject(row.line, reason, fields))
-            return
+            e164, reason = normalise_phone(raw_phone, self.region)
+            if e164 is None:
+                batch.rejects.append(self._reject(row.line, reason, fields))
+                return
         fields.append("")
         try:
             zip_code, state, placement = self.placer.resolve(e164, fields[self.zip_i], fields[self.state_i])
@@ -203,34 +210,64 @@ class _RowBuilder:
             fields.pop()
             batch.rejects.append(self._reject(row.line, Reason.UNKNOWN_STATE, fields))
             return
-        attributes = self._attributes(fields)
-        line_type = "unknown" if self.line_type_i is None else self._line_type(fields[self.line_type_i], attributes)
+        if self.line_type_i is None:
+            line_type, line_type_given = "unknown", None
+        else:
+            line_type, line_type_given = _line_type(fields[self.line_type_i])
         batch.contacts.append((            # CONTACT_ROW_COLUMNS
             e164, raw_phone.strip(),
             fields[self.first_i].strip() or None, fields[self.last_i].strip() or None,
             fields[self.email_i].strip() or None, zip_code, state, line_type,
             placement.timezones, placement.states,
-            _encode_json(attributes) if attributes else "{}", row.line,
+            self.attributes.encode(fields, line_type_given), row.line,
         ))
-
-    def _attributes(self, fields: list[str]) -> dict:
-        attributes = {}
-        for name, i in self.attribute_columns:
-            if value := fields[i].strip():
-                attributes[name] = value
-        return attributes
-
-    @staticmethod
-    def _line_type(raw: str, attributes: dict) -> str:
-        text = raw.strip()
-        line_type = _LINE_TYPES.get(text.lower().replace(" ", "_").replace("-", "_"))
-        if line_type is None and text:
-            # Unknown counts as mobile at the gate (the strict side); keep what the file said.
-            attributes["line_type_given"] = text
-        return line_type or "unknown"
 
     def _reject(self, line: int, reason: str, fields: list[str]) -> tuple[int, str, dict]:
         return line, reason, original_columns(self.header, fields)
+
+
+def _line_type(raw: str) -> tuple[str, str | None]:
+    """(line type, the cell as given when it names none): unknown counts as mobile at the gate
+    (the strict side), and the attributes keep what the file said."""
+    text = raw.strip()
+    line_type = _LINE_TYPES.get(text.lower().replace(" ", "_").replace("-", "_"))
+    return line_type or "unknown", (text if line_type is None and text else None)
+
+
+def _no_plain_e164(_raw: str) -> None:
+    return None
+
+
+class _AttributesJson:
+    """The attributes column of a row: the non-empty cells of the unmapped (and consent)
+    columns, plus `line_type_given`, as the JSON text `_encode_json` writes for that dict. Keys
+    are encoded once per import, since a JSONEncoder call per row cost more than all the row's
+    other cells; when two attributes share a name the dict is built, so the later cell wins in
+    the earlier place as before."""
+
+    def __init__(self, columns: list[tuple[str, int]], *, line_type_given: bool) -> None:
+        self._columns = columns
+        names = [name for name, _i in columns] + ([_LINE_TYPE_GIVEN] if line_type_given else [])
+        self._names_unique = len(set(names)) == len(names)
+        self._keys = [(_encode_json_string(name) + ": ", i) for name, i in columns]
+        self._line_type_key = _encode_json_string(_LINE_TYPE_GIVEN) + ": "
+
+    def encode(self, fields: list[str], line_type_given: str | None) -> str:
+        if not self._names_unique:
+            return self._encode_dict(fields, line_type_given)
+        parts = [key + _encode_json_string(value) for key, i in self._keys if (value := fields[i].strip())]
+        if line_type_given:
+            parts.append(self._line_type_key + _encode_json_string(line_type_given))
+        return "{" + ", ".join(parts) + "}" if parts else "{}"
+
+    def _encode_dict(self, fields: list[str], line_type_given: str | None) -> str:
+        attributes = {}
+        for name, i in self._columns:
+            if value := fields[i].strip():
+                attributes[name] = value
+        if line_type_given:
+            attributes[_LINE_TYPE_GIVEN] = line_type_given
+        return _encode_json(attributes) if attributes else "{}"
 
 
 def original_columns(header: tuple[str, ...], fields: list[str]) -> dict[str, str]:
