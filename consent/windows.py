@@ -213,8 +213,12 @@ def violated(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], at
 
 
 def describe(pack: RulePack, constraint: Constraint, local: datetime) -> str:
-    """A sentence a compliance reviewer can check against the rule (cached: defers repeat)."""
-    key = ("describe", constraint, local.hour, local.minute, local.fold, local.tzinfo)
+    """A sentence a compliance reviewer can check against the rule (cached: defers repeat).
+
+    The key holds the local date: a holiday's or a closed day's constraint is the same on every
+    date it applies to, while the sentence names the date or the weekday.
+    """
+    key = ("describe", constraint, local.date(), local.hour, local.minute, local.fold, local.tzinfo)
     text = pack.cache.get(key)
     if text is None:
         text = pack.cache[key] = _describe(constraint, local)
