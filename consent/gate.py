@@ -3,12 +3,18 @@
 It reads no clock, no database and no network. Each `check_*` returns the reasons that hold;
 `evaluate` combines them into a verdict as DESIGN.md's contract says: block if any blocking
 reason holds, else defer (with the earliest instant no deferring reason holds), else allow.
+
+What depends only on the pack and the contact's candidate zones and states (a `Place`) is
+derived once and kept per pack: each zone's rules per local date, the state flags, the allowed
+spans per UTC day, defer reasons per UTC minute, allow decisions. Each memo is a pure function
+of its key, so keeping, dropping or sharing entries never changes an answer; all are bounded.
 """
 from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from consent import windows
 from consent.rules import RulePack
@@ -24,10 +30,14 @@ BLOCKING = frozenset({"invalid_number", "location_unknown", "dnc_internal", "dnc
 DEFERRING = frozenset({"calling_window", "holiday", "frequency_cap"})
 CAP_WINDOW = timedelta(hours=24)
 MAX_CAP_ROUNDS = 16      # window openings re-checked against caps before giving up
-MINUTE_CACHE_SIZE = 200_000
+PLACE_LIMIT = 20_000     # places kept per pack (a list touches a few hundred zone/state sets)
+PLACE_ENTRIES_LIMIT = 4_096   # entries kept per memo of one place before it starts afresh
 _MOBILE_LIKE = frozenset({LineType.MOBILE, LineType.UNKNOWN})
 _RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+# Most decisions find nothing in most checks: share one empty answer instead of building one.
+_NO_REASONS: tuple[Reason, ...] = ()
+_NOTHING_CAPPED: tuple[tuple[Reason, ...], None] = (_NO_REASONS, None)
 
 
 def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetime) -> Decision:
@@ -39,7 +49,8 @@ def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetim
                         f"{request.phone!r} is not a valid NANP (+1) number")
         return _decision(Verdict.BLOCK, [reason], None, request, rules, ConsentNeed.NONE)
     ts = at.timestamp()
-    flags, open_now = minute_facts(rules, location, ts)
+    place = place_of(rules, location)
+    flags, open_now = place_facts(rules, place, ts)
     need = consent_needed(request, flags)
     standing = consent_standing(request, facts, at)
     reasons = [*check_location(request), *check_dnc(request, facts, rules, at, standing),
@@ -47,82 +58,67 @@ def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetim
     cap_free_at = None
     if location.timezones:
         if not open_now:
-            reasons.extend(_cached_window_reasons(request, rules, at, ts))
+            reasons.extend(_cached_window_reasons(request, rules, place, at, ts))
         cap_reasons, cap_free_at = check_caps(facts, flags, at)
         reasons.extend(cap_reasons)
-    return decide(reasons, request, facts, rules, at, need, cap_free_at)
+    return decide(reasons, request, facts, rules, place, at, need, cap_free_at)
 
 
-def decide(reasons: list[Reason], request: AttemptRequest, facts: Facts, rules: RulePack, at: datetime,
-           need: ConsentNeed, cap_free_at: datetime | None) -> Decision:
+def decide(reasons: list[Reason], request: AttemptRequest, facts: Facts, rules: RulePack, place: Place,
+           at: datetime, need: ConsentNeed, cap_free_at: datetime | None) -> Decision:
     if not reasons:
-        return _decision(Verdict.ALLOW, reasons, None, request, rules, need)
+        return _allow(request, rules, place, need)
     codes = {reason.code for reason in reasons}
     if codes & BLOCKING:
         return _decision(Verdict.BLOCK, reasons, None, request, rules, need)
     start = max(at, cap_free_at) if cap_free_at else at
-    return _decision(Verdict.DEFER, reasons, _next_allowed(request, facts, rules, start), request, rules, need)
+    return _decision(Verdict.DEFER, reasons, _next_allowed(facts, rules, place, start), request, rules, need)
 
 
-def _next_allowed(request: AttemptRequest, facts: Facts, rules: RulePack, start: datetime) -> datetime | None:
+def _allow(request: AttemptRequest, rules: RulePack, place: Place, need: ConsentNeed) -> Decision:
+    # An allow says nothing but the contact's zones and states, the pack and the consent need,
+    # and a Decision is immutable: one shared value per place and need instead of one per call.
+    found = place.allows.get(need)
+    if found is None:
+        found = place.allows[need] = _decision(Verdict.ALLOW, [], None, request, rules, need)
+    return found
+
+
+def _next_allowed(facts: Facts, rules: RulePack, place: Place, start: datetime) -> datetime | None:
     """The earliest instant at or after `start` inside every window with no cap reached.
 
     Caps can change with the date (a state's entry taking effect), so each window opening is
     checked against the caps in force then; a reached cap moves the search to when it frees.
     """
-    location = request.location
-    if not facts.history or not _ever_capped(rules, location.states):
+    if not facts.history or not place.ever_capped:
         # Nothing to count, or no cap in any of these states' entries: the next opening it is.
-        return _next_opening_instant(rules, location, start)
+        return _next_opening_instant(rules, place, start)
     candidate = start
     for _ in range(MAX_CAP_ROUNDS):
-        found = _next_window_opening(rules, location, candidate.timestamp())
+        found = _next_opening(rules, place, candidate.timestamp())
         if found is None:
             return None
         if found != candidate.timestamp():
             candidate = datetime.fromtimestamp(found, timezone.utc)
-        _, cap_free_at = check_caps(facts, minute_facts(rules, location, found)[0], candidate)
+        _, cap_free_at = check_caps(facts, place_facts(rules, place, found)[0], candidate)
         if cap_free_at is None:
             return candidate.astimezone(timezone.utc)
         candidate = cap_free_at
     return None
 
 
-def _ever_capped(rules: RulePack, states: tuple[str, ...]) -> bool:
-    key = ("ever_capped", states)
-    found = rules.cache.get(key)
-    if found is None:
-        found = rules.cache[key] = rules.ever_capped(states)
-    return found
-
-
-def _next_opening_instant(rules: RulePack, location: Location, start: datetime) -> datetime | None:
+def _next_opening_instant(rules: RulePack, place: Place, start: datetime) -> datetime | None:
     ts = start.timestamp()
-    key = ("opening_at", location.timezones, location.states, int(ts // 60))
-    found = rules.minute_cache.get(key)
-    if found is not None:
-        return found
-    opening = _next_window_opening(rules, location, ts)
+    opening = _next_opening(rules, place, ts)
     if opening is None:
         return None
     if opening == ts:
         return start.astimezone(timezone.utc)
-    found = datetime.fromtimestamp(opening, timezone.utc)
-    if ts >= 0 and opening >= (int(ts // 60) + 1) * 60:
-        rules.minute_cache[key] = found
-    return found
+    return datetime.fromtimestamp(opening, timezone.utc)
 
 
-def _next_window_opening(rules: RulePack, location: Location, ts: float) -> float | None:
-    # From anywhere in a closed UTC minute the next opening is the same instant: cache it.
-    minute = int(ts // 60)
-    key = ("opening", location.timezones, location.states, minute)
-    found = rules.minute_cache.get(key)
-    if found is None:
-        found = windows.next_allowed(rules, location.timezones, location.states, ts)
-        if ts >= 0 and found is not None and found >= (minute + 1) * 60:
-            rules.minute_cache[key] = found
-    return found
+def _next_opening(rules: RulePack, place: Place, ts: float) -> float | None:
+    return windows.first_allowed(lambda utc_day: _day_spans(rules, place, utc_day), ts)
 
 
 def _decision(verdict: Verdict, reasons: list[Reason], next_allowed_at: datetime | None,
@@ -132,11 +128,130 @@ def _decision(verdict: Verdict, reasons: list[Reason], next_allowed_at: datetime
                     rules_version=rules.version, consent_needed=need)
 
 
+# --- places: what contacts with the same candidate zones and states share --------------------
+
+@dataclass(frozen=True, slots=True)
+class StateFlags:
+    """What the candidate states add on a given day: caps, and the mini-TCPA consent rule."""
+
+    caps: tuple[tuple[str, int], ...]
+    automated_needs_written: bool
+
+
+class Place:
+    """Per-pack memos for one (candidate zones, candidate states).
+
+    Every field is derived from the pack and those two tuples; the dictionaries fill as
+    decisions need them and are bounded by PLACE_ENTRIES_LIMIT each.
+    """
+
+    __slots__ = ("zones", "states", "tzinfos", "zone_days", "settled_from", "settled_flags",
+                 "ever_capped", "minutes", "spans", "reasons", "allows")
+
+    def __init__(self, rules: RulePack, zones: tuple[str, ...], states: tuple[str, ...]):
+        self.zones, self.states = zones, states
+        self.tzinfos: tuple[ZoneInfo, ...] = tuple(windows.zone_info(zone) for zone in zones)
+        self.zone_days: tuple[dict[date, windows.ZoneDay], ...] = tuple({} for _ in zones)
+        # From this local date on, every candidate state's latest entry is in force, so the
+        # flags no longer depend on the date (before it: derived per date set, as ever).
+        self.settled_from: date = rules.settled_from(states)
+        self.settled_flags = _flags_on(rules, states, (self.settled_from,))
+        self.ever_capped: bool = rules.ever_capped(states)
+        self.minutes: dict[int, tuple[StateFlags, bool]] = {}     # place_facts per UTC minute
+        self.spans: dict[int, tuple[windows.Span, ...]] = {}      # per UTC day
+        self.reasons: dict[int, tuple[Reason, ...]] = {}          # per UTC minute
+        self.allows: dict[ConsentNeed, Decision] = {}
+
+
+def place_of(rules: RulePack, location: Location) -> Place:
+    key = (location.timezones, location.states)
+    places = rules.places
+    place = places.get(key)
+    if place is None:
+        if len(places) >= PLACE_LIMIT:
+            places.clear()
+        place = places[key] = Place(rules, *key)
+    return place
+
+
+def _keep(memo: dict, key, value):
+    # Bounded: a long-running worker moves on to new days and minutes.
+    if len(memo) >= PLACE_ENTRIES_LIMIT:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
+def place_facts(rules: RulePack, place: Place, ts: float) -> tuple[StateFlags, bool]:
+    """(state flags, inside every window) for the UTC minute holding `ts`.
+
+    Both are constant within a UTC minute: every window edge is a local HH:MM and, since 1970,
+    the offsets of the zones we place contacts in are whole minutes, so edges fall on whole UTC
+    minutes. A dispatch batch decides many contacts in the same minute: one lookup each.
+    """
+    if ts < 0:
+        return _place_facts(rules, place, ts)
+    minute = int(ts // 60)
+    found = place.minutes.get(minute)
+    if found is None:
+        found = _keep(place.minutes, minute, _place_facts(rules, place, ts))
+    return found
+
+
+def _place_facts(rules: RulePack, place: Place, ts: float) -> tuple[StateFlags, bool]:
+    # Each zone on its own local date; one conversion per zone serves both answers.
+    open_now, settled = True, True
+    for zone, tz, memo in zip(place.zones, place.tzinfos, place.zone_days):
+        day = datetime.fromtimestamp(ts, tz).date()
+        zone_day = memo.get(day)
+        if zone_day is None:
+            zone_day = _keep(memo, day, windows.zone_day(rules, zone, place.states, day))
+        window = zone_day.window
+        if window is None or not window[0] <= ts < window[1]:
+            open_now = False
+        if day < place.settled_from:
+            settled = False
+    if not place.zones and _utc_date(ts) < place.settled_from:
+        settled = False
+    return (place.settled_flags if settled else state_flags(rules, place, ts)), open_now
+
+
+def state_flags(rules: RulePack, place: Place, ts: float) -> StateFlags:
+    """Flags of every state entry in force on any candidate zone's local date (entries take
+    effect on local dates, as windows do); the UTC date when no zone is known."""
+    days = tuple(sorted({datetime.fromtimestamp(ts, tz).date() for tz in place.tzinfos})) or (_utc_date(ts),)
+    return _flags_on(rules, place.states, days)
+
+
+def _utc_date(ts: float) -> date:
+    return date.fromordinal(_EPOCH_ORDINAL + int(ts // 86400))
+
+
+def _flags_on(rules: RulePack, states: tuple[str, ...], days: tuple[date, ...]) -> StateFlags:
+    key = ("state_flags", states, days)
+    flags = rules.cache.get(key)
+    if flags is None:
+        found = [rule for code in states for day in days
+                 if (rule := rules.state_rule(code, day)) is not None]
+        caps = {rule.code: rule.cap_per_24h for rule in found if rule.cap_per_24h}
+        flags = rules.remember(key, StateFlags(
+            caps=tuple(sorted(caps.items())),
+            automated_needs_written=any(rule.automated_needs_written_consent for rule in found)))
+    return flags
+
+
+def _day_spans(rules: RulePack, place: Place, utc_day: int) -> tuple[windows.Span, ...]:
+    found = place.spans.get(utc_day)
+    if found is None:
+        found = _keep(place.spans, utc_day, windows.allowed_spans(rules, place.zones, place.states, utc_day))
+    return found
+
+
 # --- location -------------------------------------------------------------------------------
 
 def check_location(request: AttemptRequest) -> list[Reason]:
     if request.location.timezones:
-        return []
+        return _NO_REASONS
     return [Reason("location_unknown", "location.candidate_zones",
                    f"{request.location.e164} is not geographic (toll-free or personal) and no ZIP "
                    f"or state places it in a time zone")]
@@ -146,6 +261,8 @@ def check_location(request: AttemptRequest) -> list[Reason]:
 
 def check_dnc(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetime,
               standing: ConsentStanding) -> list[Reason]:
+    if not (facts.internal_dnc or facts.litigator or request.purpose is Purpose.TELEMARKETING):
+        return _NO_REASONS
     reasons = []
     if facts.internal_dnc:
         reasons.append(Reason("dnc_internal", "dnc.internal",
@@ -183,7 +300,7 @@ def _stale_registry(facts: Facts, rules: RulePack, at: datetime) -> str | None:
         return "no National DNC Registry data on file: telemarketing needs a scrub at most " \
                f"{limit} days old"
     age = at - national.synced_at
-    if age > timedelta(days=limit):
+    if age > rules.dnc_scrub_max_age:
         return (f"National DNC Registry data synced {iso_utc(national.synced_at)} is {age.days} days "
                 f"old at {iso_utc(at)} (max {limit})")
     return None
@@ -209,54 +326,6 @@ def add_months(when: datetime, months: int) -> datetime:
 
 # --- consent ----------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class StateFlags:
-    """What the candidate states add on a given day: caps, and the mini-TCPA consent rule."""
-
-    caps: tuple[tuple[str, int], ...]
-    automated_needs_written: bool
-
-
-def minute_facts(rules: RulePack, location: Location, ts: float) -> tuple[StateFlags, bool]:
-    """(state flags, inside every window) for the UTC minute holding `ts`.
-
-    Both are constant within a UTC minute: every window edge is a local HH:MM and, since 1970,
-    the offsets of the zones we place contacts in are whole minutes, so edges fall on whole UTC
-    minutes. A dispatch batch decides many contacts in the same minute: one lookup each.
-    """
-    if ts < 0:
-        return state_flags(rules, location, ts), _open(rules, location, ts)
-    key = (location.timezones, location.states, int(ts // 60))
-    cache = rules.minute_cache
-    found = cache.get(key)
-    if found is None:
-        if len(cache) >= MINUTE_CACHE_SIZE:
-            cache.clear()        # bounded: a long-running worker moves on to new minutes
-        found = cache[key] = (state_flags(rules, location, ts), _open(rules, location, ts))
-    return found
-
-
-def _open(rules: RulePack, location: Location, ts: float) -> bool:
-    return not location.timezones or windows.is_allowed(rules, location.timezones, location.states, ts)
-
-
-def state_flags(rules: RulePack, location: Location, ts: float) -> StateFlags:
-    """Flags of every state entry in force on any candidate zone's local date (entries take
-    effect on local dates, as windows do); the UTC date when no zone is known."""
-    days = tuple(sorted({datetime.fromtimestamp(ts, windows.zone_info(zone)).date()
-                         for zone in location.timezones})) or (date.fromordinal(_EPOCH_ORDINAL + int(ts // 86400)),)
-    key = ("state_flags", location.states, days)
-    flags = rules.cache.get(key)
-    if flags is None:
-        found = [rule for code in location.states for day in days
-                 if (rule := rules.state_rule(code, day)) is not None]
-        caps = {rule.code: rule.cap_per_24h for rule in found if rule.cap_per_24h}
-        flags = rules.cache[key] = StateFlags(
-            caps=tuple(sorted(caps.items())),
-            automated_needs_written=any(rule.automated_needs_written_consent for rule in found))
-    return flags
-
-
 def consent_needed(request: AttemptRequest, flags: StateFlags) -> ConsentNeed:
     """Which consent the attempt needs, per the contract's table."""
     recorded = request.channel is Channel.VOICE and request.voice in _RECORDED
@@ -280,7 +349,14 @@ class ConsentStanding:
     revoked_at: datetime | None
 
 
+# Without a revocation a standing is one of four values: share them.
+_STANDINGS = {(written, express): ConsentStanding(written, express, None)
+              for written in (False, True) for express in (False, True)}
+
+
 def consent_standing(request: AttemptRequest, facts: Facts, at: datetime) -> ConsentStanding:
+    if not facts.consents and not facts.revocations:
+        return _STANDINGS[False, False]
     revoked_at = latest_revocation(facts, request.channel, at)
     written = express = False
     for grant in facts.consents:
@@ -289,12 +365,14 @@ def consent_standing(request: AttemptRequest, facts: Facts, at: datetime) -> Con
             if grant.kind is ConsentKind.WRITTEN:
                 written = True
             express = True
+    if revoked_at is None:
+        return _STANDINGS[written, express]
     return ConsentStanding(written, express, revoked_at)
 
 
 def check_consent(request: AttemptRequest, need: ConsentNeed, standing: ConsentStanding, at: datetime) -> list[Reason]:
     if need is ConsentNeed.NONE or (standing.written if need is ConsentNeed.WRITTEN else standing.express):
-        return []
+        return _NO_REASONS
     rule = f"consent.{need.value}"
     wanted = f"{need.value} consent covering {request.channel.value} {request.purpose.value}"
     if standing.revoked_at is not None:
@@ -331,31 +409,35 @@ def _why_needed(request: AttemptRequest) -> str:
 
 # --- windows, holidays and caps ---------------------------------------------------------------
 
-def _cached_window_reasons(request: AttemptRequest, rules: RulePack, at: datetime, ts: float) -> tuple[Reason, ...]:
-    # The text names the local HH:MM, so it too is the same for the whole UTC minute.
+def _cached_window_reasons(request: AttemptRequest, rules: RulePack, place: Place, at: datetime,
+                           ts: float) -> tuple[Reason, ...]:
+    # The text names the local HH:MM, so it is the same for the whole UTC minute (edges fall on
+    # whole UTC minutes: since 1970 the zones we place contacts in have whole-minute offsets).
     if ts < 0:
         return tuple(window_reasons(request, rules, at))
-    key = ("reasons", request.location.timezones, request.location.states, int(ts // 60))
-    found = rules.minute_cache.get(key)
+    minute = int(ts // 60)
+    found = place.reasons.get(minute)
     if found is None:
-        found = rules.minute_cache[key] = tuple(window_reasons(request, rules, at))
+        found = _keep(place.reasons, minute, tuple(window_reasons(request, rules, at)))
     return found
 
 
 def window_reasons(request: AttemptRequest, rules: RulePack, at: datetime) -> list[Reason]:
     """Why `at` is outside the windows: one reason per rule that excludes it, in any zone."""
     location = request.location
+    ts = at.timestamp()
     reasons: dict[str, Reason] = {}
     for zone, constraint, local in windows.violated(rules, location.timezones, location.states, at):
-        code = "holiday" if constraint.kind == "holiday" else "calling_window"
-        reasons.setdefault(constraint.rule, Reason(code, constraint.rule, windows.describe(rules, constraint, local)))
+        if constraint.rule not in reasons:
+            code = "holiday" if constraint.kind == "holiday" else "calling_window"
+            reasons[constraint.rule] = Reason(code, constraint.rule, windows.describe(rules, constraint, local, ts))
     return list(reasons.values())
 
 
 def check_caps(facts: Facts, flags: StateFlags, at: datetime) -> tuple[list[Reason], datetime | None]:
     """Reasons for every capped state whose cap is reached, and when the caps free up again."""
     if not flags.caps or not facts.history:
-        return [], None
+        return _NOTHING_CAPPED
     since = at - CAP_WINDOW
     recent = sorted(attempt.at for attempt in facts.history if since < attempt.at <= at)
     reasons, free_at = [], None

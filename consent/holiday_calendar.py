@@ -27,7 +27,7 @@ def holidays_for_year(pack: RulePack, rule: StateRule, year: int) -> dict[date, 
     key = ("holidays", rule.code, rule.effective, year)
     cached = pack.cache.get(key)
     if cached is None:
-        cached = pack.cache[key] = _compute(pack, rule, year)
+        cached = pack.remember(key, _compute(pack, rule, year))
     return cached
 
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -21,6 +21,9 @@ import holidays as holidays_lib
 # Bump when the gate's interpretation of a pack changes, so replays can tell.
 GATE_LOGIC_VERSION = "1"
 DEFAULT_PACK = "us.toml"
+# Derived values kept per pack before it starts afresh: a long-running worker keeps meeting new
+# days, and every entry can be derived again from the pack, so dropping them changes no answer.
+CACHE_LIMIT = 400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +93,17 @@ class RulePack:
         self._states = _states(data["state"])
         self._effective_dates = {code: [r.effective for r in rules] for code, rules in self._states.items()}
         self.version = _version(data)
+        # Derived once here rather than on every telemarketing decision.
+        self.dnc_scrub_max_age = timedelta(days=self.federal.dnc_scrub_max_age_days)
         self.cache: dict[Any, Any] = {}     # derived values, keyed by the deriving module
-        self.minute_cache: dict[Any, Any] = {}   # per-UTC-minute gate facts (consent.gate)
+        self.places: dict[Any, Any] = {}    # consent.gate's memos per candidate zones and states
+
+    def remember(self, key: Any, value: Any) -> Any:
+        """Keep a derived value in `cache` (bounded by CACHE_LIMIT) and return it."""
+        if len(self.cache) >= CACHE_LIMIT:
+            self.cache.clear()
+        self.cache[key] = value
+        return value
 
     def state_rule(self, code: str, on: date) -> StateRule | None:
         """The state's entry in force on `on`, or None when the state adds nothing that day."""
@@ -104,6 +116,11 @@ class RulePack:
     def ever_capped(self, states: tuple[str, ...]) -> bool:
         """Whether any entry, of any date, of these states has a frequency cap."""
         return any(rule.cap_per_24h for code in states for rule in self._states.get(code, ()))
+
+    def settled_from(self, states: tuple[str, ...]) -> date:
+        """The first date on which each of these states' latest entry is in force (from then
+        on `state_rule` answers the same for every date); date.min when none has an entry."""
+        return max((self._states[code][-1].effective for code in states if code in self._states), default=date.min)
 
     def state_codes(self) -> tuple[str, ...]:
         return tuple(sorted(self._states))

@@ -9,6 +9,7 @@ a contact is the intersection over its candidate zones. Results are cached in th
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
@@ -51,7 +52,7 @@ def _rule_constraints(pack: RulePack, zone: str, code: str | None, day: date) ->
     key = ("constraints", zone, code, day)
     cached = pack.cache.get(key)
     if cached is None:
-        cached = pack.cache[key] = _compute_rule_constraints(pack, zone, code, day)
+        cached = pack.remember(key, _compute_rule_constraints(pack, zone, code, day))
     return cached
 
 
@@ -109,23 +110,47 @@ def _standard_span(tz: ZoneInfo, day: date, hours: DayHours) -> Span:
     return midnight_utc + hours.start * 60 - offset, midnight_utc + hours.end * 60 - offset
 
 
-def zone_day_window(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> Span | None:
-    """The intersection of every constraint on that local date, or None when nothing is left."""
-    key = ("window", zone, states, day)
-    try:
-        return pack.cache[key]
-    except KeyError:
-        window = pack.cache[key] = _zone_day_window(pack, zone, states, day)
-        return window
+@dataclass(frozen=True, slots=True)
+class ZoneDay:
+    """What the rules say about one zone on one local date, for one set of candidate states."""
+
+    window: Span | None                  # the intersection of every constraint; None when closed
+    explaining: tuple[Constraint, ...]   # the constraints a defer can name (federal first)
 
 
-def _zone_day_window(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> Span | None:
+def zone_day(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> ZoneDay:
+    # Both the allow check and a defer's explanation need this per (zone, states, local date):
+    # derive it once instead of re-assembling the constraints on every decision.
+    key = ("zone_day", zone, states, day)
+    found = pack.cache.get(key)
+    if found is None:
+        found = pack.remember(key, _zone_day(zone_day_constraints(pack, zone, states, day)))
+    return found
+
+
+def _zone_day(constraints: tuple[Constraint, ...]) -> ZoneDay:
+    return ZoneDay(_intersection(constraints), _explaining(constraints))
+
+
+def _intersection(constraints: tuple[Constraint, ...]) -> Span | None:
     start, end = float("-inf"), float("inf")
-    for constraint in zone_day_constraints(pack, zone, states, day):
+    for constraint in constraints:
         if constraint.start is None:
             return None
         start, end = max(start, constraint.start), min(end, constraint.end)
     return (start, end) if start < end else None
+
+
+def _explaining(constraints: tuple[Constraint, ...]) -> tuple[Constraint, ...]:
+    # A state row that restates the federal window explains nothing more.
+    federal = constraints[0]
+    return (federal, *(constraint for constraint in constraints[1:]
+                       if not (constraint.kind == "hours" and (constraint.start, constraint.end) == (federal.start, federal.end))))
+
+
+def zone_day_window(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> Span | None:
+    """The intersection of every constraint on that local date, or None when nothing is left."""
+    return zone_day(pack, zone, states, day).window
 
 
 def allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], utc_day: int) -> tuple[Span, ...]:
@@ -133,7 +158,7 @@ def allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...
     key = ("spans", zones, states, utc_day)
     cached = pack.cache.get(key)
     if cached is None:
-        cached = pack.cache[key] = _allowed_spans(pack, zones, states, utc_day)
+        cached = pack.remember(key, _allowed_spans(pack, zones, states, utc_day))
     return cached
 
 
@@ -186,9 +211,14 @@ def is_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], 
 
 def next_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> float | None:
     """The earliest instant at or after `ts` inside every window, or None within SEARCH_DAYS."""
+    return first_allowed(lambda utc_day: allowed_spans(pack, zones, states, utc_day), ts)
+
+
+def first_allowed(spans_of_day: Callable[[int], tuple[Span, ...]], ts: float) -> float | None:
+    """next_allowed over any source of each UTC day's allowed spans (the gate keeps its own)."""
     first_day = int(ts // DAY)
     for utc_day in range(first_day, first_day + SEARCH_DAYS):
-        for start, end in allowed_spans(pack, zones, states, utc_day):
+        for start, end in spans_of_day(utc_day):
             if end > ts:
                 return max(start, ts)
     return None
@@ -200,43 +230,35 @@ def violated(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], at
     found = []
     for zone in zones:
         local = at.astimezone(zone_info(zone))
-        constraints = zone_day_constraints(pack, zone, states, local.date())
-        federal = constraints[0]
-        for constraint in constraints:
-            # A state row that restates the federal window explains nothing more.
-            if constraint is not federal and constraint.kind == "hours" and \
-                    (constraint.start, constraint.end) == (federal.start, federal.end):
-                continue
+        for constraint in zone_day(pack, zone, states, local.date()).explaining:
             if constraint.start is None or not constraint.start <= ts < constraint.end:
                 found.append((zone, constraint, local))
     return found
 
 
-def describe(pack: RulePack, constraint: Constraint, local: datetime) -> str:
-    """A sentence a compliance reviewer can check against the rule (cached: defers repeat).
+def describe(pack: RulePack, constraint: Constraint, local: datetime, ts: float | None = None) -> str:
+    """A sentence a compliance reviewer can check against the rule; `ts` is `local` in UTC
+    seconds when the caller has it (converting back costs more than the rest).
 
-    The key holds the local date: a holiday's or a closed day's constraint is the same on every
-    date it applies to, while the sentence names the date or the weekday.
+    Not cached here: the gate keeps each minute's reasons, and a key short of the local date
+    would mix up days (a holiday's date, a closed day's weekday are not in the constraint).
     """
-    key = ("describe", constraint, local.date(), local.hour, local.minute, local.fold, local.tzinfo)
-    text = pack.cache.get(key)
-    if text is None:
-        text = pack.cache[key] = _describe(constraint, local)
-    return text
+    return _describe(constraint, local, local.timestamp() if ts is None else ts)
 
 
-def _describe(constraint: Constraint, local: datetime) -> str:
+def _describe(constraint: Constraint, local: datetime, ts: float) -> str:
     where = f"in {constraint.state}" if constraint.state else "under the federal rule"
-    clock = f"{local:%H:%M} {local.tzname()}"
+    # Formatting the fields: what `%H:%M` prints, without strftime's cost.
+    clock = f"{local.hour:02d}:{local.minute:02d} {local.tzname()}"
     weekday = WEEKDAY_NAMES[local.weekday()]
     if constraint.kind == "holiday":
         return f"{local.date().isoformat()} is {constraint.note} ({local.tzinfo.key}): no calls {where}"
     if constraint.kind == "closed":
         return f"{weekday} {clock}: no calls on {weekday}s {where}"
     start_label, end_label = constraint.hours.label().split("-")
-    if local.timestamp() < constraint.start:
+    if ts < constraint.start:
         relation = f"before {start_label}"
-    elif local.timestamp() > constraint.end:
+    elif ts > constraint.end:
         relation = f"after {end_label}"
     else:
         relation = f"at the {end_label} close"

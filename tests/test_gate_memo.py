@@ -6,11 +6,20 @@ decision must be byte for byte the same whatever the pack has seen before.
 """
 from __future__ import annotations
 
-import pytest
+from datetime import date, datetime, timedelta, timezone
+from unittest import mock
+from zoneinfo import ZoneInfo
 
+import pytest
+from hypothesis import HealthCheck, example, given, settings, strategies as st
+from phonenumbers.tzdata import TIMEZONE_DATA
+
+from consent import gate, rules as rules_module, windows
 from consent.gate import evaluate
+from consent.location import known_states, zones_for_state
 from consent.rules import RulePack, load_pack
-from consent.scenario import decision_json, parse_scenario
+from consent.scenario import decision_json, iso_utc, parse_scenario
+from consent.types import Location
 
 PACK = load_pack()
 
@@ -44,3 +53,124 @@ def test_a_defer_reason_does_not_depend_on_what_was_decided_before(phone, earlie
     decision_bytes(automated_call(phone, earlier), pack)
     assert decision_bytes(automated_call(phone, later), pack) == alone
     assert expected in alone
+
+
+# --- memos against a fresh pack and against the rules read directly ----------------------------
+
+MEMO = settings(max_examples=150, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+# Every zone a number or an address can place a contact in.
+ZONES = sorted({zone for zone in TIMEZONE_DATA["1"] if zone != "Etc/Unknown"}
+               | {zone for state in known_states() for zone in zones_for_state(state)})
+STATES = sorted(PACK.state_codes())
+AREA_CODES = ["212", "305", "850", "208", "775", "605", "701", "907", "928", "808", "401", "215", "801",
+              "405", "410", "601", "512", "915", "787", "340", "671", "416", "709", "902", "867", "441"]
+
+
+def _dst_switch_days(year: int) -> list[datetime]:
+    # The US switch Sundays under both the pre-2007 and the current rule, and Europe-style last
+    # Sundays (some zones here followed other rules in their history).
+    days = []
+    for month in (3, 4, 10, 11):
+        first = date(year, month, 1)
+        sundays = [first + timedelta(days=(6 - first.weekday()) % 7 + 7 * week) for week in range(4)]
+        days.extend(datetime(d.year, d.month, d.day, tzinfo=timezone.utc) for d in sundays)
+    return days
+
+
+# Minutes around DST switches (quarter hours too: windows open and close on them, and a zone
+# like St John's, UTC-3:30, puts a local hour on a UTC half hour), any minute of 2026, any second.
+instants = st.one_of(
+    st.builds(lambda year, index, minutes: _dst_switch_days(year)[index] + timedelta(minutes=minutes),
+              st.integers(1960, 2100), st.integers(0, 15), st.integers(-12 * 60, 36 * 60)),
+    st.builds(lambda year, index, quarters: _dst_switch_days(year)[index] + timedelta(minutes=15 * quarters),
+              st.integers(1960, 2100), st.integers(0, 15), st.integers(-48, 4 * 36)),
+    st.builds(lambda minutes: datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=minutes),
+              st.integers(0, 366 * 24 * 60)),
+    st.builds(lambda seconds: datetime(1965, 1, 1, tzinfo=timezone.utc) + timedelta(seconds=seconds),
+              st.integers(0, 140 * 365 * 86400)),
+)
+
+
+@st.composite
+def scenarios(draw):
+    at = draw(instants)
+    contact = {"phone": f"+1{draw(st.sampled_from(AREA_CODES))}{draw(st.integers(200, 999))}"
+                        f"{draw(st.integers(0, 9999)):04d}",
+               "line_type": draw(st.sampled_from(["mobile", "landline", "unknown"]))}
+    state = draw(st.none() | st.sampled_from(STATES))
+    if state:
+        contact["state"] = state
+    history = [{"at": iso_utc(at - timedelta(minutes=minutes)), "channel": "voice"}
+               for minutes in draw(st.lists(st.integers(1, 30 * 60), max_size=4))]
+    channel = draw(st.sampled_from(["voice", "sms"]))
+    return {"at": iso_utc(at), "channel": channel, "purpose": draw(st.sampled_from(["telemarketing", "informational"])),
+            "voice": "artificial" if channel == "voice" else None, "automated": draw(st.booleans()),
+            "contact": contact,
+            "consents": [{"kind": "written", "channels": ["voice", "sms"], "purposes": ["telemarketing", "informational"],
+                          "granted_at": "1950-01-01T00:00:00Z"}],
+            "dnc": {"national": {"listed": False, "synced_at": iso_utc(at - timedelta(days=1))}},
+            "history": history}
+
+
+def _neighbours(raw: dict) -> list[dict]:
+    # Warm the memos with what a busy pack has seen: the same contact a minute, an hour, a day
+    # and a week around, so every memo the decision reads was filled by another decision.
+    at = datetime.fromisoformat(raw["at"].replace("Z", "+00:00"))
+    shifts = [timedelta(minutes=-1), timedelta(minutes=1), timedelta(hours=-1), timedelta(hours=3),
+              timedelta(days=-1), timedelta(days=1), timedelta(days=-7), timedelta(days=7)]
+    return [dict(raw, at=iso_utc(at + shift)) for shift in shifts]
+
+
+@MEMO
+@given(scenarios())
+def test_a_warm_pack_decides_as_a_fresh_one(raw):
+    for other in _neighbours(raw):
+        decision_bytes(other, PACK)
+    assert decision_bytes(raw, PACK) == decision_bytes(raw, fresh_pack())
+
+
+@MEMO
+@given(st.lists(scenarios(), min_size=2, max_size=6))
+def test_memos_starting_afresh_at_every_entry_change_no_answer(raws):
+    expected = [decision_bytes(raw, fresh_pack()) for raw in raws]
+    tiny = fresh_pack()
+    with mock.patch.object(gate, "PLACE_LIMIT", 1), mock.patch.object(gate, "PLACE_ENTRIES_LIMIT", 1), \
+            mock.patch.object(rules_module, "CACHE_LIMIT", 2):
+        for _ in range(2):
+            assert [decision_bytes(raw, tiny) for raw in raws] == expected
+    assert len(tiny.places) <= 1 and len(tiny.cache) <= 2
+
+
+def _reference_facts(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float):
+    """(caps, automated_needs_written, open) read straight from the rules, nothing kept."""
+    days = [datetime.fromtimestamp(ts, ZoneInfo(zone)).date() for zone in zones]
+    flag_days = sorted(set(days)) or [datetime.fromtimestamp(ts, timezone.utc).date()]
+    in_force = [rule for code in states for day in flag_days if (rule := pack.state_rule(code, day))]
+    caps = tuple(sorted({rule.code: rule.cap_per_24h for rule in in_force if rule.cap_per_24h}.items()))
+    open_now = all(_inside(pack, zone, states, day, ts) for zone, day in zip(zones, days))
+    return caps, any(rule.automated_needs_written_consent for rule in in_force), open_now
+
+
+def _inside(pack: RulePack, zone: str, states: tuple[str, ...], day: date, ts: float) -> bool:
+    constraints = [*windows._compute_rule_constraints(pack, zone, None, day)]
+    for code in states:
+        constraints.extend(windows._compute_rule_constraints(pack, zone, code, day))
+    return all(c.start is not None and c.start <= ts < c.end for c in constraints)
+
+
+@MEMO
+@example(("America/St_Johns",), (), datetime(2026, 7, 15, 10, 30, tzinfo=timezone.utc))    # 08:00 NDT opens
+@example(("America/St_Johns",), (), datetime(2026, 11, 1, 23, 30, tzinfo=timezone.utc))    # 20:00 NST, DST just ended
+@example(("America/Chicago", "America/New_York"), ("FL",), datetime(2026, 3, 8, 13, 0, tzinfo=timezone.utc))
+@example(("Pacific/Guam",), ("RI",), datetime(2026, 12, 31, 23, 0, tzinfo=timezone.utc))
+@given(st.lists(st.sampled_from(ZONES), max_size=3, unique=True).map(lambda zones: tuple(sorted(zones))),
+       st.lists(st.sampled_from(STATES), max_size=2, unique=True).map(lambda states: tuple(sorted(states))),
+       instants)
+def test_place_facts_match_the_rules_read_directly(zones, states, at):
+    place = gate.place_of(PACK, Location(e164="+12125550123", timezones=zones, states=states))
+    ts = at.timestamp()
+    for shift in (-86400, -60, 0):     # fill the minute and day memos first, then read them
+        gate.place_facts(PACK, place, ts + shift)
+    flags, open_now = gate.place_facts(PACK, place, ts)
+    assert (flags.caps, flags.automated_needs_written, open_now) == _reference_facts(PACK, zones, states, ts)
