@@ -174,3 +174,23 @@ def test_place_facts_match_the_rules_read_directly(zones, states, at):
         gate.place_facts(PACK, place, ts + shift)
     flags, open_now = gate.place_facts(PACK, place, ts)
     assert (flags.caps, flags.automated_needs_written, open_now) == _reference_facts(PACK, zones, states, ts)
+
+
+# --- parsed instants ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spelling", ["2026-07-15T16:00:00Z", "2026-07-15T16:00:00+00:00"])
+def test_a_utc_instant_is_parsed_under_the_standard_library_utc(spelling):
+    raw = dict(automated_call("+13055550123", "2026-07-15T16:00:00Z"), at=spelling)
+    raw["history"] = [{"at": spelling, "channel": "sms"}]
+    request, facts, at = parse_scenario(raw)
+    assert at.tzinfo is timezone.utc and at == datetime(2026, 7, 15, 16, tzinfo=timezone.utc)
+    assert facts.history[0].at.tzinfo is timezone.utc
+    assert facts.consents[0].granted_at.tzinfo is timezone.utc
+
+
+def test_another_offset_keeps_its_wall_time():
+    # EBR months are counted on the given wall time: an offset other than zero stays as given.
+    raw = automated_call("+13055550123", "2026-07-15T16:00:00Z")
+    raw["ebr"] = {"last_transaction_at": "2026-03-31T01:00:00+05:00"}
+    _request, facts, _at = parse_scenario(raw)
+    assert facts.last_transaction_at.isoformat() == "2026-03-31T01:00:00+05:00"
