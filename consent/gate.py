@@ -12,8 +12,10 @@ of its key, so keeping, dropping or sharing entries never changes an answer; all
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from consent import windows
@@ -118,7 +120,7 @@ def _next_opening_instant(rules: RulePack, place: Place, start: datetime) -> dat
 
 
 def _next_opening(rules: RulePack, place: Place, ts: float) -> float | None:
-    return windows.first_allowed(lambda utc_day: _day_spans(rules, place, utc_day), ts)
+    return windows.first_allowed(place.spans_of_day(rules), ts)
 
 
 def _decision(verdict: Verdict, reasons: list[Reason], next_allowed_at: datetime | None,
@@ -161,6 +163,17 @@ class Place:
         self.spans: dict[int, tuple[windows.Span, ...]] = {}      # per UTC day
         self.reasons: dict[int, tuple[Reason, ...]] = {}          # per UTC minute
         self.allows: dict[ConsentNeed, Decision] = {}
+
+    def spans_of_day(self, rules: RulePack) -> Callable[[int], tuple[windows.Span, ...]]:
+        """Allowed spans per UTC day for windows.first_allowed, through this place's memo."""
+        spans = self.spans
+
+        def of_day(utc_day: int) -> tuple[windows.Span, ...]:
+            found = spans.get(utc_day)
+            if found is None:
+                found = _keep(spans, utc_day, windows.allowed_spans(rules, self.zones, self.states, utc_day))
+            return found
+        return of_day
 
 
 def place_of(rules: RulePack, location: Location) -> Place:
@@ -240,11 +253,6 @@ def _flags_on(rules: RulePack, states: tuple[str, ...], days: tuple[date, ...]) 
     return flags
 
 
-def _day_spans(rules: RulePack, place: Place, utc_day: int) -> tuple[windows.Span, ...]:
-    found = place.spans.get(utc_day)
-    if found is None:
-        found = _keep(place.spans, utc_day, windows.allowed_spans(rules, place.zones, place.states, utc_day))
-    return found
 
 
 # --- location -------------------------------------------------------------------------------
@@ -373,14 +381,23 @@ def consent_standing(request: AttemptRequest, facts: Facts, at: datetime) -> Con
 def check_consent(request: AttemptRequest, need: ConsentNeed, standing: ConsentStanding, at: datetime) -> list[Reason]:
     if need is ConsentNeed.NONE or (standing.written if need is ConsentNeed.WRITTEN else standing.express):
         return _NO_REASONS
-    rule = f"consent.{need.value}"
-    wanted = f"{need.value} consent covering {request.channel.value} {request.purpose.value}"
+    rule, wanted, why = _consent_wording(need, request.channel, request.purpose, request.voice,
+                                         request.automated, request.line_type)
     if standing.revoked_at is not None:
         return [Reason("consent_revoked", rule,
                        f"{request.channel.value} consent revoked at {iso_utc(standing.revoked_at)} and no newer "
                        f"{wanted} was granted since")]
-    return [Reason("consent_missing", rule, f"{_why_needed(request)} needs {wanted}; none on file is "
+    return [Reason("consent_missing", rule, f"{why} needs {wanted}; none on file is "
                                             f"granted by {iso_utc(at)}, unexpired and of that kind")]
+
+
+@lru_cache(maxsize=256)     # a few dozen combinations of enums and a flag exist
+def _consent_wording(need: ConsentNeed, channel: Channel, purpose: Purpose, voice: VoiceKind | None,
+                     automated: bool, line_type: LineType) -> tuple[str, str, str]:
+    """(rule, consent wanted, why it is needed): the parts of the text that depend on the
+    attempt's kind only, so a block for missing consent does not format them every time."""
+    wanted = f"{need.value} consent covering {channel.value} {purpose.value}"
+    return f"consent.{need.value}", wanted, _why_needed(channel, purpose, voice, automated, line_type)
 
 
 def _covers(grant: ConsentGrant, request: AttemptRequest, at: datetime) -> bool:
@@ -396,15 +413,16 @@ def latest_revocation(facts: Facts, channel: Channel, at: datetime) -> datetime 
     return latest
 
 
-def _why_needed(request: AttemptRequest) -> str:
-    purpose = request.purpose.value
-    if request.channel is Channel.SMS:
+def _why_needed(channel: Channel, purpose_kind: Purpose, voice: VoiceKind | None, automated: bool,
+                line_type: LineType) -> str:
+    purpose = purpose_kind.value
+    if channel is Channel.SMS:
         return f"{_article(purpose)} {purpose} text"
-    if request.voice in _RECORDED:
-        return f"{_article(purpose)} {purpose} call with {_article(request.voice.value)} {request.voice.value} voice"
-    if request.automated and request.line_type in _MOBILE_LIKE:
-        return f"an automated {purpose} call to {_article(request.line_type.value)} {request.line_type.value} line"
-    return f"an automated {request.purpose.value} call to a contact in a mini-TCPA state"
+    if voice in _RECORDED:
+        return f"{_article(purpose)} {purpose} call with {_article(voice.value)} {voice.value} voice"
+    if automated and line_type in _MOBILE_LIKE:
+        return f"an automated {purpose} call to {_article(line_type.value)} {line_type.value} line"
+    return f"an automated {purpose} call to a contact in a mini-TCPA state"
 
 
 # --- windows, holidays and caps ---------------------------------------------------------------
