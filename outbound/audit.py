@@ -167,14 +167,15 @@ def _lock_head(session: Session) -> AuditHead:
     # when the first two appends race. FOR UPDATE then holds the head until the caller commits.
     insert_ignoring_duplicates(session, AuditHead.__table__,
                                {"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH})
-    statement = (select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-                 .execution_options(populate_existing=True))
-    head = session.execute(statement).scalar_one()
+    head = session.execute(_LOCK_HEAD).scalar_one()
     session.info[_HELD_HEAD] = (session.get_transaction(), head)
     return head
 
 
 _HELD_HEAD = "outbound.audit.held_head"
+# Built once: every append in every transaction runs it.
+_LOCK_HEAD = (select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+              .execution_options(populate_existing=True))
 
 
 # --- verify -----------------------------------------------------------------------------------
