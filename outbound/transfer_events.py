@@ -1,6 +1,8 @@
 """An in-process feed of transfer events (offers, joins, results) for agent consoles.
 
-`publish` is called by `outbound.transfers` after each change; a console subscribes and reads
+`publish_after_commit` is called by `outbound.transfers` for each change: the event goes out when
+the change's transaction commits, and never if it rolls back, so a console is never offered a
+transfer the database does not hold. A console subscribes and reads
 events as they come (the web layer streams them as server-sent events). Events carry a
 sequence number so a reconnecting console can ask for what it missed (`since`); the last
 `HISTORY` events are kept. Nothing here is a record of truth: the `transfers` table is.
@@ -15,6 +17,9 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 HISTORY = 500
 QUEUE_SIZE = 200
@@ -109,3 +114,26 @@ broadcaster = TransferBroadcaster()
 def publish(kind: str, transfer_id: int, agent_id: int | None = None,
             data: dict[str, Any] | None = None) -> TransferEvent:
     return broadcaster.publish(kind, transfer_id, agent_id, data)
+
+
+_PENDING = "outbound.transfer_events.pending"
+_LISTENING = "outbound.transfer_events.listening"
+
+
+def publish_after_commit(session: Session, kind: str, transfer_id: int, agent_id: int | None = None,
+                         data: dict[str, Any] | None = None) -> None:
+    """Publish once `session`'s transaction commits; forget it if the transaction rolls back."""
+    if not session.info.get(_LISTENING):
+        event.listen(session, "after_commit", _publish_pending)
+        event.listen(session, "after_rollback", _drop_pending)
+        session.info[_LISTENING] = True
+    session.info.setdefault(_PENDING, []).append((kind, transfer_id, agent_id, dict(data or {})))
+
+
+def _publish_pending(session: Session) -> None:
+    for kind, transfer_id, agent_id, data in session.info.pop(_PENDING, []):
+        publish(kind, transfer_id, agent_id, data)
+
+
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)

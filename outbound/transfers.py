@@ -213,7 +213,7 @@ def offer_next_agent(session: Session, transfer: Transfer, *, at: datetime, publ
             audit.append(session, actor=ACTOR, action="transfer.offered", subject=f"transfer:{transfer.id}",
                          at=at, payload={"agent_id": agent.id, "reach": agent.reach,
                                          "agent_sid": transfer.agent_sid})
-            transfer_events.publish("offer", transfer.id, agent.id,
+            transfer_events.publish_after_commit(session, "offer", transfer.id, agent.id,
                                     {"card_url": f"/v1/transfers/{transfer.id}/card", "agent": agent.name})
             return agent
         transfer.declined_by = sorted(tried)
@@ -433,7 +433,7 @@ def _agent_joined(session: Session, transfer: Transfer, call_sid: str, at: datet
     audit.append(session, actor=ACTOR, action="transfer.agent_joined", subject=f"transfer:{transfer.id}",
                  at=at, payload={"agent_id": transfer.agent_id, "agent_sid": transfer.agent_sid,
                                  "waited_seconds": (at - transfer.began_at).total_seconds()})
-    transfer_events.publish("joined", transfer.id, transfer.agent_id)
+    transfer_events.publish_after_commit(session, "joined", transfer.id, transfer.agent_id)
     return _outcome(transfer, "agent_joined")
 
 
@@ -473,7 +473,7 @@ def accept(session: Session, transfer: Transfer, agent: Agent, *, actor: str, at
                             f"(state {transfer.state})")
     audit.append(session, actor=actor, action="transfer.accepted", subject=f"transfer:{transfer.id}",
                  at=at, payload={"agent_id": agent.id})
-    transfer_events.publish("accepted", transfer.id, agent.id)
+    transfer_events.publish_after_commit(session, "accepted", transfer.id, agent.id)
     return {"transfer_id": transfer.id, "conference": transfer.conference,
             "connect": {"transfer": str(transfer.id)}}
 
@@ -484,7 +484,8 @@ def _next_agent_or_give_up(session: Session, transfer: Transfer, *, at: datetime
     transfer.declined_by = sorted({*(transfer.declined_by or []), *([previous.id] if previous else [])})
     if previous is not None and previous.status == "busy":
         agents.set_status(session, previous, "available", actor=ACTOR, at=at, reason=why)
-    transfer_events.publish("declined", transfer.id, previous.id if previous else None, {"why": why})
+    transfer_events.publish_after_commit(session, "declined", transfer.id, previous.id if previous else None,
+                                         {"why": why})
     if at < transfer.wait_until and offer_next_agent(session, transfer, at=at, public_url=public_url,
                                                      adapter=adapter) is not None:
         return _outcome(transfer, "next_agent", why)
@@ -584,7 +585,7 @@ def _end(session: Session, transfer: Transfer, result: str, *, at: datetime, det
     audit.append(session, actor=ACTOR, action="transfer.ended", subject=f"transfer:{transfer.id}", at=at,
                  payload={"result": result, "agent_id": transfer.agent_id, "detail": detail,
                           "callback_attempt_id": transfer.callback_attempt_id})
-    transfer_events.publish("ended", transfer.id, transfer.agent_id, {"result": result})
+    transfer_events.publish_after_commit(session, "ended", transfer.id, transfer.agent_id, {"result": result})
 
 
 def _hang_up(adapter: Adapter | None, sid: str) -> None:
