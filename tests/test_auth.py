@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api import auth
+from api import auth, login_throttle
 from api.routes import campaigns as campaign_routes
 from api.routes import lists as list_routes
 from api.routes import login as login_routes
@@ -163,6 +163,38 @@ def test_the_login_form_refuses_a_post_it_did_not_issue(app, manager_with_passwo
     client = TestClient(app)
     response = client.post("/login", data={"name": "mia", "password": PASSWORD, "form_token": "forged"})
     assert response.status_code == 403 and auth.SESSION_COOKIE not in client.cookies
+
+
+def test_repeated_wrong_passwords_make_the_name_wait_then_the_window_passes(app, manager_with_password):
+    clock = [datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)]
+    app.dependency_overrides[auth.get_now] = lambda: clock[0]
+    client = TestClient(app)
+    for _ in range(login_throttle.NAME_FAILURES):
+        assert sign_in(client, "MIA", password="guess").status_code == 401      # names are case-folded
+    refused = sign_in(client, manager_with_password)                             # even the right password
+    assert refused.status_code == 429 and "Too many failed sign-ins; try again in 15 minutes." in refused.text
+    assert int(refused.headers["retry-after"]) == 15 * 60 and auth.SESSION_COOKIE not in client.cookies
+    clock[0] += login_throttle.WINDOW
+    assert sign_in(client, manager_with_password).status_code == 303
+
+
+def test_a_successful_sign_in_clears_the_count_of_failures(app, manager_with_password):
+    client = TestClient(app)
+    for _ in range(login_throttle.NAME_FAILURES - 1):
+        sign_in(client, manager_with_password, password="guess")
+    assert sign_in(client, manager_with_password).status_code == 303
+    for _ in range(login_throttle.NAME_FAILURES - 1):
+        assert sign_in(client, manager_with_password, password="guess").status_code == 401
+    assert sign_in(client, manager_with_password).status_code == 303
+
+
+def test_one_address_spraying_many_names_is_made_to_wait():
+    throttle, at = login_throttle.LoginThrottle(), datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+    for index in range(login_throttle.ADDRESS_FAILURES):
+        assert throttle.wait(f"user{index}", "203.0.113.9", at) is None
+        throttle.failed(f"user{index}", "203.0.113.9", at)
+    assert throttle.wait("someone-else", "203.0.113.9", at) == login_throttle.WINDOW
+    assert throttle.wait("someone-else", "198.51.100.1", at) is None
 
 
 @pytest.mark.parametrize("next_url,location", [

@@ -8,16 +8,18 @@ a cookie only this site could have set.
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request, status
+from fastapi import APIRouter, Depends, Form, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 
 from api.auth import SESSION_COOKIE, EngineDep, OptionalUserDep, check_csrf, get_now
+from api.login_throttle import LoginThrottle
 from outbound.db import session_scope
 from outbound.users import SESSION_LIFETIME, login, logout
 
@@ -54,7 +56,7 @@ def login_page(request: Request, next: Annotated[str | None, Query(max_length=20
 
 
 @router.post("/login")
-async def login_submit(request: Request, engine: EngineDep,
+async def login_submit(request: Request, engine: EngineDep, now: Annotated[datetime, Depends(get_now)],
                        name: Annotated[str, Form(max_length=200)] = "",
                        password: Annotated[str, Form(max_length=1000)] = "",
                        form_token: Annotated[str, Form(max_length=200)] = "",
@@ -67,10 +69,20 @@ async def login_submit(request: Request, engine: EngineDep,
     if not name.strip() or not password:
         return _form(request, next_url=next_url, name=name, status_code=422,
                      error="Enter your user name and password.")
-    result = await run_in_threadpool(_login, engine, name.strip(), password)
+    throttle, address = _throttle(request), request.client.host if request.client else None
+    wait = throttle.wait(name.strip(), address, now)
+    if wait is not None:
+        minutes = max(1, -(-int(wait.total_seconds()) // 60))
+        response = _form(request, next_url=next_url, name=name, status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                         error=f"Too many failed sign-ins; try again in {minutes} minute{'s' if minutes > 1 else ''}.")
+        response.headers["Retry-After"] = str(max(1, int(wait.total_seconds())))
+        return response
+    result = await run_in_threadpool(_login, engine, name.strip(), password, now)
     if result is None:
+        throttle.failed(name.strip(), address, now)
         return _form(request, next_url=next_url, name=name, status_code=status.HTTP_401_UNAUTHORIZED,
                      error="Wrong user name or password.")
+    throttle.succeeded(name.strip())
     session_id, user = result
     response = RedirectResponse(next_url or HOME_OF_ROLE.get(user.role, "/"), status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(SESSION_COOKIE, session_id, max_age=int(SESSION_LIFETIME.total_seconds()),
@@ -79,9 +91,17 @@ async def login_submit(request: Request, engine: EngineDep,
     return response
 
 
-def _login(engine: Engine, name: str, password: str):
+def _login(engine: Engine, name: str, password: str, now: datetime):
     with session_scope(engine) as session:
-        return login(session, name, password, at=get_now())
+        return login(session, name, password, at=now)
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    # One per app, so each app (and each test's) counts its own failures.
+    throttle = getattr(request.app.state, "login_throttle", None)
+    if throttle is None:
+        throttle = request.app.state.login_throttle = LoginThrottle()
+    return throttle
 
 
 @router.get("/logout", response_class=HTMLResponse)
