@@ -132,7 +132,9 @@ def test_send_sms_posts_to_from_body_and_callback(adapter, sent):
     (lambda a: a.hang_up(CALL_SID), {"Status": ["completed"]}),
     (lambda a: a.move_to_conference(CALL_SID, "attempt-7", "https://calls.example.com/twiml/bridge/7"),
      {"Url": ["https://calls.example.com/twiml/bridge/7"], "Method": ["POST"]}),
-], ids=["cancel", "hang_up", "move_to_conference"])
+    (lambda a: a.redirect(CALL_SID, "https://calls.example.com/v1/twilio/voicemail/7"),
+     {"Url": ["https://calls.example.com/v1/twilio/voicemail/7"], "Method": ["POST"]}),
+], ids=["cancel", "hang_up", "move_to_conference", "redirect"])
 def test_call_updates_post_to_the_call_resource(adapter, sent, prism_url, operation, expected_form):  # noqa: F811
     example = spec_example(CALL_PATH, "post", "200")
 
