@@ -161,3 +161,50 @@ def test_cli_create_gives_the_campaign_its_manager_or_stores_nothing(outbound_en
     with Session(get_engine()) as session:
         from outbound.users import find_user
         assert session.get(Campaign, created["id"]).owner_id == find_user(session, "maria").id
+
+
+# --- changing settings ------------------------------------------------------------------------
+
+def test_cli_update_changes_only_what_is_given_audits_both_versions_and_refuses_bad_input(outbound_env_db, cli_runner):
+    assert run(cli_runner, *CREATE)[0].exit_code == 0
+    result, changed = run(cli_runner, "campaign", "update", "spring", "--cps", "0.5", "--hours", "10:00-17:00",
+                          "--retry", "voicemail=1d:2", "--json")
+    assert result.exit_code == 0, result.output
+    settings = changed["settings"]
+    assert (settings["cps"], settings["hours"], settings["max_concurrent"]) == (0.5, "10:00-17:00", 5)
+    assert settings["retry"] == {"voicemail": {"delay_seconds": 86400, "max_attempts": 2}}
+    assert settings["start_date"] == "2026-07-01"
+    with Session(get_engine()) as session:
+        event = session.execute(select(AuditEvent).where(AuditEvent.action == "campaign.settings_changed")).scalar_one()
+    payload = json.loads(event.payload)
+    assert payload["before"]["cps"] == 2 and payload["after"]["cps"] == 0.5 and event.actor == "cli"
+
+    for args, code, message in [
+        (["--hours", "22:00-23:30"], 2, "settings.hours: "),
+        (["--end-date", "2026-06-01"], 2, "end_date 2026-06-01 is before start_date 2026-07-01"),
+        (["--retry", "never=1h:2"], 2, "retry: "),
+        ([], 2, "nothing to change"),
+    ]:
+        refused, body = run(cli_runner, "campaign", "update", "spring", *args, "--json")
+        assert refused.exit_code == code and message in body["error"], refused.output
+    assert run(cli_runner, "campaign", "update", "nope", "--cps", "1", "--json")[0].exit_code == 1
+    with Session(get_engine()) as session:
+        assert session.execute(select(Campaign.settings)).scalar_one() == settings      # nothing stored
+
+
+def test_api_patch_settings_of_a_running_campaign_but_not_of_a_completed_one(client):
+    campaign_id = client.post("/v1/campaigns", json=BODY).json()["id"]
+    assert client.post(f"/v1/campaigns/{campaign_id}/start").status_code == 200
+    patched = client.patch(f"/v1/campaigns/{campaign_id}/settings", json={"max_concurrent": 7})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["settings"]["max_concurrent"] == 7 and patched.json()["settings"]["hours"] == "10:00-17:00"
+    assert client.get(f"/v1/campaigns/{campaign_id}").json()["campaign"]["settings"]["max_concurrent"] == 7
+    for body, field in [({"cps": 0}, "settings.cps"), ({"colour": "red"}, "settings.colour"),
+                        ({"retry": {"busy": {"delay_seconds": 10, "max_attempts": 2}}},
+                         "settings.retry.busy.delay_seconds")]:
+        refused = client.patch(f"/v1/campaigns/{campaign_id}/settings", json=body)
+        assert refused.status_code == 422 and refused.json()["detail"].startswith(f"{field}: "), refused.text
+    assert client.patch(f"/v1/campaigns/{campaign_id}/settings", json={}).status_code == 422
+    assert client.post(f"/v1/campaigns/{campaign_id}/stop").status_code == 200
+    closed = client.patch(f"/v1/campaigns/{campaign_id}/settings", json={"cps": 2})
+    assert closed.status_code == 409 and "completed" in closed.json()["detail"]

@@ -49,6 +49,7 @@ EXPECTED = {
     "POST /v1/campaigns/{campaign_id}/pause": M,
     "POST /v1/campaigns/{campaign_id}/resume": M,
     "POST /v1/campaigns/{campaign_id}/stop": M,
+    "PATCH /v1/campaigns/{campaign_id}/settings": M,
     "POST /v1/campaigns/{campaign_id}/simulate": MC,
     "GET /v1/campaigns/{campaign_id}/contacts": MC,
     "GET /v1/contacts/{phone}/conversation": MC,

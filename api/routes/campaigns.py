@@ -23,7 +23,7 @@ from api.scoping import owner_scope, visible_campaign
 from consent.rules import load_pack
 from outbound.campaigns import (
     CampaignError, CampaignExists, InvalidTransition, campaign_dict, campaign_status, create_campaign,
-    pause_campaign, resume_campaign, start_campaign, stop_campaign, validate_campaign,
+    pause_campaign, resume_campaign, start_campaign, stop_campaign, update_settings, validate_campaign,
 )
 from outbound.models import Campaign
 from scheduler.simulate import simulate
@@ -75,6 +75,25 @@ def _lifecycle_route(action: Callable, path: str) -> None:
 for _action, _path in ((start_campaign, "start"), (pause_campaign, "pause"), (resume_campaign, "resume"),
                        (stop_campaign, "stop")):
     _lifecycle_route(_action, _path)
+
+
+@router.patch("/campaigns/{campaign_id}/settings",
+              summary="Change settings (hours, dates, pacing, retries, conversation); the fields sent replace "
+                      "theirs, the rest stay. Not once the campaign is completed.")
+def patch_campaign_settings(campaign_id: CampaignId,
+                            body: Annotated[Any, Body(description="any of hours, start_date, end_date, cps, "
+                                                                  "max_concurrent, retry, conversation")],
+                            session: SessionDep, now: NowDep, user: ManagerUser) -> dict:
+    if not isinstance(body, dict) or not body:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail="settings: expected a JSON object with at least one setting")
+    campaign = visible_campaign(session, user, campaign_id)
+    try:
+        return campaign_dict(update_settings(session, campaign, body, actor=user.name, at=now))
+    except CampaignError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from None
+    except InvalidTransition as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from None
 
 
 @router.get("/campaigns", summary="Campaigns, newest first: a manager's own, every one for compliance")

@@ -1,4 +1,4 @@
-"""`outbound campaign create|start|pause|resume|stop|status`.
+"""`outbound campaign create|update|start|pause|resume|stop|status`.
 
 Exit status 0 on success; 2 when the input cannot be used (the message names the field and
 nothing is stored); 1 when the campaign does not exist or its status forbids the change.
@@ -17,7 +17,7 @@ from rich.console import Console
 from outbound.campaigns import (
     CampaignError, CampaignExists, CampaignNotFound, InvalidTransition, campaign_dict, campaign_status,
     create_campaign, find_campaign, parse_retry, pause_campaign, resume_campaign, start_campaign,
-    stop_campaign, validate_campaign,
+    stop_campaign, update_settings, validate_campaign,
 )
 from outbound.db import ensure_schema, get_engine, session_scope
 from outbound.users import UserError, UserNotFound, assign_campaign, require_user
@@ -93,6 +93,43 @@ def create(
     except (CampaignExists, UserNotFound, UserError) as error:
         raise _fail(EXIT_INVALID, str(error), as_json) from None
     _print(result, as_json, f"created campaign {result['name']} (id {result['id']}, draft)")
+
+
+@campaign_app.command("update")
+def update(
+    name: str = typer.Argument(..., help="Campaign name or id."),
+    hours: str | None = typer.Option(None, help="local HH:MM-HH:MM; narrows the legal window, never widens it"),
+    start_date: str | None = typer.Option(None, "--start-date", help="YYYY-MM-DD, contact's local date"),
+    end_date: str | None = typer.Option(None, "--end-date", help="YYYY-MM-DD, contact's local date"),
+    cps: float | None = typer.Option(None, help="calls (or texts) per second ceiling"),
+    max_concurrent: int | None = typer.Option(None, "--max-concurrent", help="attempts dialing at once"),
+    retry: list[str] = typer.Option([], help="OUTCOME=DELAY:MAX_ATTEMPTS, repeatable; replaces every retry rule"),
+    as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON."),
+) -> None:
+    """Change a campaign's hours, dates, pacing or retries; what is not given stays. Any status
+    but completed. Bad input stores nothing and exits 2."""
+    try:
+        changes: dict[str, Any] = {key: value for key, value in (
+            ("hours", hours), ("start_date", start_date), ("end_date", end_date), ("cps", cps),
+            ("max_concurrent", max_concurrent)) if value is not None}
+        if retry:
+            changes["retry"] = dict(parse_retry(item) for item in retry)
+    except CampaignError as error:
+        raise _fail(EXIT_INVALID, str(error), as_json) from None
+    if not changes:
+        raise _fail(EXIT_INVALID, "nothing to change: give at least one of --hours, --start-date, --end-date, "
+                                  "--cps, --max-concurrent, --retry", as_json)
+    engine = get_engine()
+    ensure_schema(engine)
+    try:
+        with session_scope(engine) as session:
+            result = campaign_dict(update_settings(session, find_campaign(session, name), changes,
+                                                   actor="cli", at=_now()))
+    except CampaignError as error:
+        raise _fail(EXIT_INVALID, str(error), as_json) from None
+    except (CampaignNotFound, InvalidTransition) as error:
+        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+    _print(result, as_json, f"campaign {result['name']}: settings changed ({', '.join(sorted(changes))})")
 
 
 def _lifecycle(action: Callable, verb: str) -> Callable:
