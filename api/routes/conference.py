@@ -22,14 +22,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.routes.webhooks import SIGNATURE_HEADER, ConfigDep, NowDep, WebhookConfig, _multi_params
+from api.routes.webhooks import ConfigDep, NowDep, WebhookConfig, _multi_params, require_signature
 from outbound import transfers
 from outbound.db import get_engine, session_scope
-from telephony.signatures import validate_twilio_request
 
 router = APIRouter(prefix=transfers.ROUTE_PREFIX, tags=["twilio webhooks"])
 
@@ -38,10 +37,7 @@ XML = "application/xml"
 
 async def _signed_params(request: Request, config: WebhookConfig) -> dict[str, Any]:
     form = await request.form()
-    if not validate_twilio_request(config.auth_token, config.public_url, request.url.path, request.url.query,
-                                   _multi_params(form), request.headers.get(SIGNATURE_HEADER)):
-        raise HTTPException(403, detail=f"{SIGNATURE_HEADER} is missing or does not match this request "
-                                        f"signed for {config.public_url.rstrip('/')}{request.url.path}")
+    require_signature(request, config, _multi_params(form))
     return {**request.query_params, **form}
 
 

@@ -23,14 +23,13 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.concurrency import run_in_threadpool
 from sqlmodel import Session
 
-from api.routes.webhooks import SIGNATURE_HEADER, AdapterDep, ConfigDep, NowDep, _multi_params
+from api.routes.webhooks import AdapterDep, ConfigDep, NowDep, _multi_params, require_signature
 from outbound.carrier_events import InvalidEvent, UnknownCall
 from outbound.conversation import UnknownAttempt, answer_call, on_gather
 from outbound.db import get_engine, session_scope
 from outbound.scripts.model import Gather
 from outbound.voicemail import voicemail_for
 from telephony import twiml
-from telephony.signatures import validate_twilio_request
 
 router = APIRouter(prefix="/v1/twilio", tags=["twilio voice"])
 
@@ -46,10 +45,7 @@ RESPONSES = {403: {"description": "missing or wrong X-Twilio-Signature"},
 
 async def _signed_params(request: Request, config) -> dict[str, str]:
     form = await request.form()
-    if not validate_twilio_request(config.auth_token, config.public_url, request.url.path, request.url.query,
-                                   _multi_params(form), request.headers.get(SIGNATURE_HEADER)):
-        raise HTTPException(403, detail=f"{SIGNATURE_HEADER} is missing or does not match this request "
-                                        f"signed for {config.public_url.rstrip('/')}{request.url.path}")
+    require_signature(request, config, _multi_params(form))
     return {name: str(value) for name, value in form.items()}
 
 

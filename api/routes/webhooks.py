@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, NamedTuple
@@ -97,6 +97,15 @@ AdapterDep = Annotated[Adapter | None, Depends(get_reply_adapter)]
 NowDep = Annotated[datetime, Depends(get_now)]
 
 
+def require_signature(request: Request, config: WebhookConfig, form: Mapping[str, list[str]]) -> None:
+    """403 unless `X-Twilio-Signature` signs this request's path, query and every form value
+    under the configured public URL (never `request.url`: behind a proxy it differs)."""
+    if not validate_twilio_request(config.auth_token, config.public_url, request.url.path, request.url.query,
+                                   form, request.headers.get(SIGNATURE_HEADER)):
+        raise HTTPException(403, detail=f"{SIGNATURE_HEADER} is missing or does not match this request "
+                                        f"signed for {config.public_url.rstrip('/')}{request.url.path}")
+
+
 def _multi_params(form: FormData) -> dict[str, list[str]]:
     # Every value of a repeated key is signed, so every value is checked.
     return {name: [str(value) for value in form.getlist(name)] for name in form.keys()}
@@ -154,10 +163,7 @@ async def _signed_form(request: Request, config: WebhookConfig) -> list[tuple[st
     form: dict[str, list[str]] = {}
     for name, value in pairs:
         form.setdefault(name, []).append(value)       # every value of a repeated key is signed
-    if not validate_twilio_request(config.auth_token, config.public_url, request.url.path, request.url.query,
-                                   form, request.headers.get(SIGNATURE_HEADER)):
-        raise HTTPException(403, detail=f"{SIGNATURE_HEADER} is missing or does not match this request "
-                                        f"signed for {config.public_url.rstrip('/')}{request.url.path}")
+    require_signature(request, config, form)
     return pairs
 
 
