@@ -66,23 +66,24 @@ async def login_submit(request: Request, engine: EngineDep, now: Annotated[datet
     if not form_token or not secrets.compare_digest(form_token, cookie_token):
         return _form(request, next_url=next_url, name=name, status_code=status.HTTP_403_FORBIDDEN,
                      error="The form expired or was not sent by this site; please sign in again.")
-    if not name.strip() or not password:
+    user_name = name.strip()
+    if not user_name or not password:
         return _form(request, next_url=next_url, name=name, status_code=422,
                      error="Enter your user name and password.")
     throttle, address = _throttle(request), request.client.host if request.client else None
-    wait = throttle.wait(name.strip(), address, now)
+    wait = throttle.wait(user_name, address, now)
     if wait is not None:
         minutes = max(1, -(-int(wait.total_seconds()) // 60))
         response = _form(request, next_url=next_url, name=name, status_code=status.HTTP_429_TOO_MANY_REQUESTS,
                          error=f"Too many failed sign-ins; try again in {minutes} minute{'s' if minutes > 1 else ''}.")
         response.headers["Retry-After"] = str(max(1, int(wait.total_seconds())))
         return response
-    result = await run_in_threadpool(_login, engine, name.strip(), password, now)
+    result = await run_in_threadpool(_login, engine, user_name, password, now)
     if result is None:
-        throttle.failed(name.strip(), address, now)
+        throttle.failed(user_name, address, now)
         return _form(request, next_url=next_url, name=name, status_code=status.HTTP_401_UNAUTHORIZED,
                      error="Wrong user name or password.")
-    throttle.succeeded(name.strip())
+    throttle.succeeded(user_name)
     session_id, user = result
     response = RedirectResponse(next_url or HOME_OF_ROLE.get(user.role, "/"), status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(SESSION_COOKIE, session_id, max_age=int(SESSION_LIFETIME.total_seconds()),
