@@ -18,7 +18,7 @@ from api.phone_param import e164_param
 from api.routes.reports import ReportRowOut
 from outbound.audit import iso_utc
 from outbound.decisions import load_decision
-from outbound.replay import replay_row
+from outbound.replay import ReplayResult, replay_row
 from outbound.reports import ALL_VERDICTS, ReportFilter, report_page
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"],
@@ -36,16 +36,6 @@ class DecisionOut(BaseModel):
     rules_version: str
     scenario: dict[str, Any]
     decision: dict[str, Any]
-
-
-class ReplayOut(BaseModel):
-    decision_id: str
-    decided_at: str
-    rules_version: str
-    identical: bool
-    stored: str
-    replayed: str
-    difference: str
 
 
 @router.get("", summary="Every stored decision about a phone, newest first")
@@ -74,6 +64,6 @@ def get_decision(decision_id: DecisionId, session: SessionDep) -> DecisionOut:
 
 @router.post("/{decision_id}/replay", responses=NOT_FOUND,
              summary="Re-derive the decision from its stored inputs and rule pack; stores nothing")
-def replay(decision_id: DecisionId, session: SessionDep) -> ReplayOut:
+def replay(decision_id: DecisionId, session: SessionDep) -> ReplayResult:
     row, pack_json = _load(session, decision_id)
-    return ReplayOut(**replay_row(row.id, iso_utc(row.decided_at), row.scenario, row.decision, pack_json).to_dict())
+    return replay_row(row.id, iso_utc(row.decided_at), row.scenario, row.decision, pack_json)
