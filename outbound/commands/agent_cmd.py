@@ -12,14 +12,13 @@ from datetime import datetime
 from typing import Any
 
 import typer
-from rich.console import Console
 from sqlalchemy import select
 
 from outbound import abandonment, agents, transfers
 from outbound.agent_tables import Transfer
 from outbound.campaigns import CampaignNotFound, find_campaign, parse_duration
 from outbound.commands.campaign_cmd import campaign_app
-from outbound.commands.cli_context import default_actor, now
+from outbound.commands.cli_context import default_actor, fail, now
 from outbound.db import ensure_schema, get_engine, session_scope
 
 EXIT_NOT_ALLOWED = 1
@@ -27,7 +26,6 @@ EXIT_INVALID = 2
 
 agent_app = typer.Typer(help="Agents who take transferred callers.", no_args_is_help=True)
 transfer_app = typer.Typer(help="Warm transfers and their results.", no_args_is_help=True)
-err = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -35,12 +33,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(transfer_app, name="transfer")
     campaign_app.command("abandonment")(campaign_abandonment)
 
-
-def _fail(code: int, message: str, as_json: bool) -> typer.Exit:
-    if as_json:
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _print(data: Any, as_json: bool, text: str) -> None:
@@ -64,7 +56,7 @@ def add(name: str = typer.Argument(..., help="Unique agent name (a console user 
             result = agents.agent_dict(agents.add_agent(session, name, reach, status=status, actor=default_actor(),
                                                         at=now()))
     except (agents.AgentError, agents.AgentExists) as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     _print(result, as_json, f"added agent {result['name']} (id {result['id']}, {result['status']}, {result['reach']})")
 
 
@@ -87,9 +79,9 @@ def status(name: str = typer.Argument(...), new_status: str = typer.Argument(...
                                       at=now())
             result = agents.agent_dict(agent)
     except agents.AgentError as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     except agents.AgentNotFound as error:
-        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
     _print(result, as_json, f"agent {result['name']} is {result['status']}")
 
 
@@ -100,9 +92,9 @@ def remove(name: str = typer.Argument(...), as_json: bool = typer.Option(False, 
         with _session() as session:
             agents.remove_agent(session, agents.find_agent(session, name), actor=default_actor(), at=now())
     except agents.AgentNotFound as error:
-        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
     except agents.AgentError as error:
-        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
     _print({"removed": name}, as_json, f"removed agent {name}")
 
 
@@ -117,7 +109,7 @@ def policy(campaign: str = typer.Argument(..., help="campaign name or id"),
         wait_seconds = parse_duration(wait) if wait else None
         callback_seconds = parse_duration(callback_after) if callback_after else None
     except ValueError as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     try:
         with _session() as session:
             found = find_campaign(session, campaign)
@@ -127,9 +119,9 @@ def policy(campaign: str = typer.Argument(..., help="campaign name or id"),
                 result = transfers.set_policy(session, found.id, wait_seconds=wait_seconds,
                                               callback_delay_seconds=callback_seconds, actor=default_actor(), at=now())
     except CampaignNotFound as error:
-        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
     except transfers.TransferError as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     data = {"campaign": campaign, "wait_seconds": result.wait_seconds,
             "callback_delay_seconds": result.callback_delay_seconds}
     _print(data, as_json, f"{campaign}: callers hold {result.wait_seconds}s for an agent; "
@@ -155,7 +147,7 @@ def transfer_show(transfer_id: int = typer.Argument(...), as_json: bool = typer.
             data = {**transfers.transfer_dict(transfers.get_transfer(session, transfer_id)),
                     "card": transfers.context_card(session, transfer_id)}
     except transfers.TransferNotFound as error:
-        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
     _print(data, as_json, json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
@@ -169,13 +161,13 @@ def campaign_abandonment(name: str = typer.Argument(..., help="campaign name or 
     except ValueError:
         until = None
     if until is None or until.tzinfo is None:
-        raise _fail(EXIT_INVALID, f"--at: {at!r} is not an ISO 8601 instant with a zone (e.g. 2026-07-15T16:00:00Z)",
+        raise fail(EXIT_INVALID, f"--at: {at!r} is not an ISO 8601 instant with a zone (e.g. 2026-07-15T16:00:00Z)",
                     as_json)
     try:
         with _session() as session:
             rate = abandonment.abandonment_rate(session, find_campaign(session, name), until)
     except CampaignNotFound as error:
-        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
     kind = "agent campaign" if rate.agent_campaign else "not an agent campaign (voice is not live)"
     _print(rate.as_dict(), as_json,
            f"{name}: {rate.abandoned} abandoned of {rate.live_answers} live answers in 30 days = "

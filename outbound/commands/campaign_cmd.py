@@ -12,13 +12,13 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from outbound.campaigns import (
     CampaignError, CampaignExists, CampaignNotFound, InvalidTransition, campaign_dict, campaign_status,
     create_campaign, find_campaign, parse_retry, pause_campaign, resume_campaign, start_campaign,
     stop_campaign, update_settings, validate_campaign,
 )
+from outbound.commands.cli_context import fail
 from outbound.db import ensure_schema, get_engine, session_scope
 from outbound.users import UserError, UserNotFound, assign_campaign, require_user
 
@@ -26,7 +26,6 @@ EXIT_NOT_ALLOWED = 1
 EXIT_INVALID = 2
 
 campaign_app = typer.Typer(help="Create campaigns and move them through their lifecycle.", no_args_is_help=True)
-err = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,12 +35,6 @@ def register(app: typer.Typer) -> None:
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
-
-def _fail(code: int, message: str, as_json: bool) -> typer.Exit:
-    if as_json:
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 @campaign_app.command("create")
@@ -81,7 +74,7 @@ def create(
                                   "automated": automated, "caller_id": caller_id, "script": script,
                                   "settings": settings})
     except CampaignError as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     engine = get_engine()
     ensure_schema(engine)
     try:
@@ -91,7 +84,7 @@ def create(
                 assign_campaign(session, campaign, require_user(session, owner), actor="cli", at=_now())
             result = campaign_dict(campaign)
     except (CampaignExists, UserNotFound, UserError) as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     _print(result, as_json, f"created campaign {result['name']} (id {result['id']}, draft)")
 
 
@@ -115,9 +108,9 @@ def update(
         if retry:
             changes["retry"] = dict(parse_retry(item) for item in retry)
     except CampaignError as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     if not changes:
-        raise _fail(EXIT_INVALID, "nothing to change: give at least one of --hours, --start-date, --end-date, "
+        raise fail(EXIT_INVALID, "nothing to change: give at least one of --hours, --start-date, --end-date, "
                                   "--cps, --max-concurrent, --retry", as_json)
     engine = get_engine()
     ensure_schema(engine)
@@ -126,9 +119,9 @@ def update(
             result = campaign_dict(update_settings(session, find_campaign(session, name), changes,
                                                    actor="cli", at=_now()))
     except CampaignError as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     except (CampaignNotFound, InvalidTransition) as error:
-        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
     _print(result, as_json, f"campaign {result['name']}: settings changed ({', '.join(sorted(changes))})")
 
 
@@ -143,7 +136,7 @@ def _lifecycle(action: Callable, verb: str) -> Callable:
                 count = action(session, campaign, actor="cli", at=_now())
                 result = {**campaign_dict(campaign), "attempts_changed": count or 0}
         except (CampaignNotFound, InvalidTransition) as error:
-            raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+            raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
         _print(result, as_json, f"campaign {result['name']} {verb}: now {result['status']}"
                + (f" ({count} attempts {'cancelled' if verb == 'stopped' else 'created'})" if count else ""))
     command.__doc__ = f"{verb.capitalize()} a campaign."
@@ -168,7 +161,7 @@ def status(name: str = typer.Argument(..., help="Campaign name or id."),
         with session_scope(engine) as session:
             result = campaign_status(session, find_campaign(session, name)).to_dict()
     except CampaignNotFound as error:
-        raise _fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
+        raise fail(EXIT_NOT_ALLOWED, str(error), as_json) from None
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, default=_json_default))
         return

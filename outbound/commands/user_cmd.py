@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.console import Console
 
-from outbound.commands.cli_context import default_actor, now
+from outbound.commands.cli_context import default_actor, fail, now
 from outbound.campaigns import CampaignNotFound, find_campaign
 from outbound.db import ensure_schema, get_engine, session_scope
 from outbound.users import (
@@ -33,12 +33,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(user_app, name="user")
     app.add_typer(token_app, name="token")
 
-
-def _fail(code: int, message: str, as_json: bool = False) -> typer.Exit:
-    if as_json:
-        typer.echo(json.dumps({"error": message}, ensure_ascii=False))
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
-    return typer.Exit(code)
 
 
 def _engine():
@@ -62,7 +56,7 @@ def add(
         with session_scope(_engine()) as session:
             user = user_dict(add_user(session, name, role, password=password, actor=default_actor(), at=now()))
     except UserError as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     typer.echo(json.dumps(user) if as_json else f"user {user['name']} added (id {user['id']}, role {user['role']})")
 
 
@@ -82,7 +76,7 @@ def _set_active(name: str, active: bool) -> None:
             user = set_active(session, require_user(session, name), active, actor=default_actor(), at=now())
             typer.echo(f"user {user.name} {'activated' if active else 'deactivated'}")
     except UserNotFound as error:
-        raise _fail(EXIT_NOT_FOUND, str(error)) from None
+        raise fail(EXIT_NOT_FOUND, str(error)) from None
 
 
 @user_app.command("deactivate")
@@ -107,9 +101,9 @@ def own(user: str = typer.Argument(..., help="The manager (name or id)."),
             assign_campaign(session, found, require_user(session, user), actor=default_actor(), at=now())
             typer.echo(f"campaign {found.name} now belongs to {user}")
     except (UserNotFound, CampaignNotFound) as error:
-        raise _fail(EXIT_NOT_FOUND, str(error)) from None
+        raise fail(EXIT_NOT_FOUND, str(error)) from None
     except UserError as error:
-        raise _fail(EXIT_INVALID, str(error)) from None
+        raise fail(EXIT_INVALID, str(error)) from None
 
 
 @token_app.command("create")
@@ -123,9 +117,9 @@ def token_create(
         with session_scope(_engine()) as session:
             new = create_token(session, require_user(session, user), label=label, actor=default_actor(), at=now())
     except UserNotFound as error:
-        raise _fail(EXIT_NOT_FOUND, str(error), as_json) from None
+        raise fail(EXIT_NOT_FOUND, str(error), as_json) from None
     except UserError as error:
-        raise _fail(EXIT_INVALID, str(error), as_json) from None
+        raise fail(EXIT_INVALID, str(error), as_json) from None
     if as_json:
         typer.echo(json.dumps({"id": new.id, "token": new.token, "prefix": new.prefix, "user": new.user}))
     else:
@@ -143,7 +137,7 @@ def token_list(user: str | None = typer.Option(None, help="Only this user's toke
             user_id = require_user(session, user).id if user else None
             rows = [token_dict(row) for row in list_tokens(session, user_id)]
     except UserNotFound as error:
-        raise _fail(EXIT_NOT_FOUND, str(error)) from None
+        raise fail(EXIT_NOT_FOUND, str(error)) from None
     for row in rows:
         typer.echo(json.dumps(row) if as_json else
                    f"{row['id']}\t{row['prefix']}…\tuser {row['user_id']}\t{row['label']}\t"
@@ -157,5 +151,5 @@ def token_revoke(token_id: int = typer.Argument(..., help="Token id (from `outbo
         with session_scope(_engine()) as session:
             revoke_token(session, token_id, actor=default_actor(), at=now())
     except UserNotFound as error:
-        raise _fail(EXIT_NOT_FOUND, str(error)) from None
+        raise fail(EXIT_NOT_FOUND, str(error)) from None
     typer.echo(f"token {token_id} revoked")
