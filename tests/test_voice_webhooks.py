@@ -7,7 +7,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 
 from api.app import create_app
@@ -15,23 +14,13 @@ from api.routes import webhooks
 from consent.tables import Revocation
 from outbound.memory_tables import ConversationFact, ConversationTurn
 from outbound.models import Attempt, AuditEvent, Campaign, Contact
-from webhook_support import PUBLIC_URL, T0, add_attempt, add_campaign, configure_webhooks, count
+from webhook_support import PUBLIC_URL, T0, add_attempt, add_campaign, count
+from webhook_support import configured, db  # noqa: F401 (fixtures)
 from webhook_support import WEBHOOK_TOKEN as TOKEN
 
 PHONE = "+13105550123"
 CONVERSATION = {"script": "solar_qualify", "record_calls": True, "machine_policy": "leave_voicemail",
                 "seller_name": "Sunrise Solar", "callback_number": "+18005550100"}
-
-
-@pytest.fixture
-def configured(outbound_env_db, monkeypatch):
-    return configure_webhooks(monkeypatch)
-
-
-@pytest.fixture
-def db(configured):
-    with Session(configured) as session:
-        yield session
 
 
 def make_attempt(db, conversation=None, states="CA", voice="artificial"):

@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 
 from api.app import create_app
@@ -15,23 +14,12 @@ from consent.tables import Revocation
 from outbound.models import Attempt, AuditEvent, CarrierEvent
 from telephony.signatures import sign
 from webhook_support import (
-    CALLER_ID, PUBLIC_URL, OrderCheckingCarrier, add_attempt, add_campaign, call_sid, configure_webhooks, count,
-    message_sid,
+    CALLER_ID, PUBLIC_URL, OrderCheckingCarrier, add_attempt, add_campaign, call_sid, count, message_sid,
 )
+from webhook_support import configured, db  # noqa: F401 (fixtures)
 from webhook_support import WEBHOOK_TOKEN as TOKEN
 
 PHONE = "+12125550123"
-
-
-@pytest.fixture
-def configured(outbound_env_db, monkeypatch):
-    return configure_webhooks(monkeypatch)
-
-
-@pytest.fixture
-def db(configured):
-    with Session(configured) as session:
-        yield session
 
 
 @pytest.fixture

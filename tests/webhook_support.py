@@ -6,6 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
@@ -119,3 +120,15 @@ def configure_webhooks(monkeypatch) -> Engine:
     engine = get_engine()
     ensure_schema(engine)
     return engine
+
+
+# Fixtures for the webhook test modules (import them by name there).
+@pytest.fixture
+def configured(outbound_env_db, monkeypatch) -> Engine:
+    return configure_webhooks(monkeypatch)
+
+
+@pytest.fixture
+def db(configured):
+    with Session(configured) as session:
+        yield session
