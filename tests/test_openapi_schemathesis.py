@@ -6,7 +6,6 @@ the callbacks are checked by their own tests with signed requests).
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -37,27 +36,22 @@ def role_headers(tmp_path_factory) -> Iterator[dict[str, dict[str, str]]]:
     """A fresh database with one user and token per role (module-wide: hypothesis runs many
     examples per test, and function-scoped fixtures would not be reset between them)."""
     folder = tmp_path_factory.mktemp("schemathesis")
-    names = {"OUTBOUND_DATA_DIR": str(folder / "data"),
-             "OUTBOUND_DATABASE_URL": f"sqlite:///{folder / 'data' / 'outbound.db'}"}
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.update(names)
-    try:
-        engine = get_engine()
-        ensure_schema(engine)
-        headers = {}
-        with Session(engine) as session:
-            for role in ROLES:
-                user = add_user(session, role, role, password=None, actor="test", at=_now())
-                headers[role] = {"Authorization": f"Bearer {create_token(session, user, actor='test', at=_now()).token}"}
-            session.commit()
-        yield headers
-    finally:
-        dispose_engines()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with pytest.MonkeyPatch.context() as env:      # module-wide, so not the `monkeypatch` fixture
+        env.setenv("OUTBOUND_DATA_DIR", str(folder / "data"))
+        env.setenv("OUTBOUND_DATABASE_URL", f"sqlite:///{folder / 'data' / 'outbound.db'}")
+        try:
+            engine = get_engine()
+            ensure_schema(engine)
+            headers = {}
+            with Session(engine) as session:
+                for role in ROLES:
+                    user = add_user(session, role, role, password=None, actor="test", at=_now())
+                    token = create_token(session, user, actor="test", at=_now()).token
+                    headers[role] = {"Authorization": f"Bearer {token}"}
+                session.commit()
+            yield headers
+        finally:
+            dispose_engines()
 
 
 def _now() -> datetime:

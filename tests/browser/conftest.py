@@ -84,34 +84,30 @@ def live_app(tmp_path_factory) -> Iterator[LiveApp]:
     from outbound.db import dispose_engines, ensure_schema, get_engine
 
     data_dir = tmp_path_factory.mktemp("browser")
-    saved = {name: os.environ.get(name) for name in ("OUTBOUND_DATA_DIR", "OUTBOUND_DATABASE_URL",
-                                                     "OUTBOUND_TELEPHONY", "OUTBOUND_PUBLIC_URL")}
-    os.environ.update(OUTBOUND_DATA_DIR=str(data_dir), OUTBOUND_DATABASE_URL=f"sqlite:///{data_dir / 'outbound.db'}",
-                      OUTBOUND_TELEPHONY="simulator")
-    os.environ.pop("OUTBOUND_PUBLIC_URL", None)
-    engine = get_engine()
-    ensure_schema(engine)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, name="uvicorn-browser-tests", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError(f"uvicorn did not start on port {port} within {START_TIMEOUT_SECONDS} s")
-        time.sleep(0.05)
-    try:
-        yield LiveApp(base_url=f"http://127.0.0.1:{port}", data_dir=data_dir, engine=engine)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        dispose_engines()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    # MonkeyPatch.context, not the `monkeypatch` fixture: this fixture lives for the module.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OUTBOUND_DATA_DIR", str(data_dir))
+        env.setenv("OUTBOUND_DATABASE_URL", f"sqlite:///{data_dir / 'outbound.db'}")
+        env.setenv("OUTBOUND_TELEPHONY", "simulator")
+        env.delenv("OUTBOUND_PUBLIC_URL", raising=False)
+        engine = get_engine()
+        ensure_schema(engine)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning",
+                                               timeout_graceful_shutdown=1))
+        thread = threading.Thread(target=server.run, name="uvicorn-browser-tests", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"uvicorn did not start on port {port} within {START_TIMEOUT_SECONDS} s")
+            time.sleep(0.05)
+        try:
+            yield LiveApp(base_url=f"http://127.0.0.1:{port}", data_dir=data_dir, engine=engine)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            dispose_engines()
 
 
 @pytest.fixture
