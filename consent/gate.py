@@ -5,14 +5,13 @@ It reads no clock, no database and no network. Each `check_*` returns the reason
 reason holds, else defer (with the earliest instant no deferring reason holds), else allow.
 
 What depends only on the pack and the contact's candidate zones and states (a `Place`) is
-derived once and kept per pack: each zone's rules per local date, the state flags, the allowed
-spans per UTC day, defer reasons per UTC minute, allow decisions. Each memo is a pure function
+derived once and kept per pack: the allowed spans per block of UTC days, the state flags, defer
+reasons per UTC minute, allow decisions. Each memo is a pure function
 of its key, so keeping, dropping or sharing entries never changes an answer; all are bounded.
 """
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -33,7 +32,8 @@ DEFERRING = frozenset({"calling_window", "holiday", "frequency_cap"})
 CAP_WINDOW = timedelta(hours=24)
 MAX_CAP_ROUNDS = 16      # window openings re-checked against caps before giving up
 PLACE_LIMIT = 20_000     # places kept per pack (a list touches a few hundred zone/state sets)
-PLACE_ENTRIES_LIMIT = 4_096   # entries kept per memo of one place before it starts afresh
+PLACE_ENTRIES_LIMIT = 4_096   # reasons kept per place before its memo starts afresh
+PLACE_BLOCKS_LIMIT = 16       # blocks of allowed spans kept per place (about a year and a half)
 _MOBILE_LIKE = frozenset({LineType.MOBILE, LineType.UNKNOWN})
 _RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -120,7 +120,7 @@ def _next_opening_instant(rules: RulePack, place: Place, start: datetime) -> dat
 
 
 def _next_opening(rules: RulePack, place: Place, ts: float) -> float | None:
-    return windows.first_allowed(place.spans_of_day(rules), ts)
+    return windows.first_allowed(lambda block: place.spans_of_block(rules, block), ts)
 
 
 def _decision(verdict: Verdict, reasons: list[Reason], next_allowed_at: datetime | None,
@@ -144,36 +144,34 @@ class Place:
     """Per-pack memos for one (candidate zones, candidate states).
 
     Every field is derived from the pack and those two tuples; the dictionaries fill as
-    decisions need them and are bounded by PLACE_ENTRIES_LIMIT each.
+    decisions need them and are bounded (PLACE_BLOCKS_LIMIT, PLACE_ENTRIES_LIMIT).
     """
 
-    __slots__ = ("zones", "states", "tzinfos", "zone_days", "settled_from", "settled_flags",
-                 "ever_capped", "minutes", "spans", "reasons", "allows")
+    __slots__ = ("zones", "states", "tzinfos", "settled_at", "settled_flags", "ever_capped",
+                 "blocks", "reasons", "allows")
 
     def __init__(self, rules: RulePack, zones: tuple[str, ...], states: tuple[str, ...]):
         self.zones, self.states = zones, states
         self.tzinfos: tuple[ZoneInfo, ...] = tuple(windows.zone_info(zone) for zone in zones)
-        self.zone_days: tuple[dict[date, windows.ZoneDay], ...] = tuple({} for _ in zones)
-        # From this local date on, every candidate state's latest entry is in force, so the
-        # flags no longer depend on the date (before it: derived per date set, as ever).
-        self.settled_from: date = rules.settled_from(states)
-        self.settled_flags = _flags_on(rules, states, (self.settled_from,))
+        # From the first local date on which every candidate state's latest entry is in force,
+        # the flags no longer depend on the date. Local dates trail UTC by under a day, so from
+        # the UTC midnight after it every zone is there (before it: derived per date set).
+        settled_from = rules.settled_from(states)
+        self.settled_at: float = (float("-inf") if settled_from == date.min
+                                  else (settled_from.toordinal() - _EPOCH_ORDINAL + 1) * windows.DAY)
+        self.settled_flags = _flags_on(rules, states, (settled_from,))
         self.ever_capped: bool = rules.ever_capped(states)
-        self.minutes: dict[int, tuple[StateFlags, bool]] = {}     # place_facts per UTC minute
-        self.spans: dict[int, tuple[windows.Span, ...]] = {}      # per UTC day
+        self.blocks: dict[int, windows.BlockSpans] = {}           # allowed spans per block of days
         self.reasons: dict[int, tuple[Reason, ...]] = {}          # per UTC minute
         self.allows: dict[ConsentNeed, Decision] = {}
 
-    def spans_of_day(self, rules: RulePack) -> Callable[[int], tuple[windows.Span, ...]]:
-        """Allowed spans per UTC day for windows.first_allowed, through this place's memo."""
-        spans = self.spans
-
-        def of_day(utc_day: int) -> tuple[windows.Span, ...]:
-            found = spans.get(utc_day)
-            if found is None:
-                found = _keep(spans, utc_day, windows.allowed_spans(rules, self.zones, self.states, utc_day))
-            return found
-        return of_day
+    def spans_of_block(self, rules: RulePack, block: int) -> windows.BlockSpans:
+        found = self.blocks.get(block)
+        if found is None:
+            if len(self.blocks) >= PLACE_BLOCKS_LIMIT:
+                self.blocks.clear()
+            found = self.blocks[block] = windows.block_spans(rules, self.zones, self.states, block)
+        return found
 
 
 def place_of(rules: RulePack, location: Location) -> Place:
@@ -196,37 +194,9 @@ def _keep(memo: dict, key, value):
 
 
 def place_facts(rules: RulePack, place: Place, ts: float) -> tuple[StateFlags, bool]:
-    """(state flags, inside every window) for the UTC minute holding `ts`.
-
-    Both are constant within a UTC minute: every window edge is a local HH:MM and, since 1970,
-    the offsets of the zones we place contacts in are whole minutes, so edges fall on whole UTC
-    minutes. A dispatch batch decides many contacts in the same minute: one lookup each.
-    """
-    if ts < 0:
-        return _place_facts(rules, place, ts)
-    minute = int(ts // 60)
-    found = place.minutes.get(minute)
-    if found is None:
-        found = _keep(place.minutes, minute, _place_facts(rules, place, ts))
-    return found
-
-
-def _place_facts(rules: RulePack, place: Place, ts: float) -> tuple[StateFlags, bool]:
-    # Each zone on its own local date; one conversion per zone serves both answers.
-    open_now, settled = True, True
-    for zone, tz, memo in zip(place.zones, place.tzinfos, place.zone_days):
-        day = datetime.fromtimestamp(ts, tz).date()
-        zone_day = memo.get(day)
-        if zone_day is None:
-            zone_day = _keep(memo, day, windows.zone_day(rules, zone, place.states, day))
-        window = zone_day.window
-        if window is None or not window[0] <= ts < window[1]:
-            open_now = False
-        if day < place.settled_from:
-            settled = False
-    if not place.zones and _utc_date(ts) < place.settled_from:
-        settled = False
-    return (place.settled_flags if settled else state_flags(rules, place, ts)), open_now
+    """(state flags, inside every window) at `ts`."""
+    open_now = place.spans_of_block(rules, windows.block_of(ts)).holds(ts)
+    return (place.settled_flags if ts >= place.settled_at else state_flags(rules, place, ts)), open_now
 
 
 def state_flags(rules: RulePack, place: Place, ts: float) -> StateFlags:
@@ -432,23 +402,26 @@ def _cached_window_reasons(request: AttemptRequest, rules: RulePack, place: Plac
     # The text names the local HH:MM, so it is the same for the whole UTC minute (edges fall on
     # whole UTC minutes: since 1970 the zones we place contacts in have whole-minute offsets).
     if ts < 0:
-        return tuple(window_reasons(request, rules, at))
+        return tuple(window_reasons(request, rules, place, at))
     minute = int(ts // 60)
     found = place.reasons.get(minute)
     if found is None:
-        found = _keep(place.reasons, minute, tuple(window_reasons(request, rules, at)))
+        found = _keep(place.reasons, minute, tuple(window_reasons(request, rules, place, at)))
     return found
 
 
-def window_reasons(request: AttemptRequest, rules: RulePack, at: datetime) -> list[Reason]:
-    """Why `at` is outside the windows: one reason per rule that excludes it, in any zone."""
-    location = request.location
+def window_reasons(request: AttemptRequest, rules: RulePack, place: Place, at: datetime) -> list[Reason]:
+    """Why `at` is outside the windows: one reason per rule that excludes it, in any zone (the
+    first zone in which it does words it)."""
     ts = at.timestamp()
+    spans = place.spans_of_block(rules, windows.block_of(ts))
     reasons: dict[str, Reason] = {}
-    for zone, constraint, local in windows.violated(rules, location.timezones, location.states, at):
-        if constraint.rule not in reasons:
-            code = "holiday" if constraint.kind == "holiday" else "calling_window"
-            reasons[constraint.rule] = Reason(code, constraint.rule, windows.describe(rules, constraint, local, ts))
+    for zone_index, tz in enumerate(place.tzinfos):
+        local = at.astimezone(tz)
+        for constraint in spans.excluding(zone_index, local, ts):
+            if constraint.rule not in reasons:
+                code = "holiday" if constraint.kind == "holiday" else "calling_window"
+                reasons[constraint.rule] = Reason(code, constraint.rule, windows.describe(rules, constraint, local, ts))
     return list(reasons.values())
 
 

@@ -34,7 +34,7 @@ class DayHours:
     end: int
 
     def label(self) -> str:
-        return f"{_clock(self.start)}-{_clock(self.end)}"
+        return f"{clock_label(self.start)}-{clock_label(self.end)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +149,13 @@ def _version(data: dict[str, Any]) -> str:
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
 
 
-def _clock(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+# Every HH:MM from 00:00 to 24:00: a defer's text names one or more of them.
+CLOCK_LABELS = tuple(f"{minutes // 60:02d}:{minutes % 60:02d}" for minutes in range(24 * 60 + 1))
+
+
+def clock_label(minutes: int) -> str:
+    """`HH:MM` of minutes after local midnight (24:00 for the end of the day)."""
+    return CLOCK_LABELS[minutes]
 
 
 def _minutes(text: str, where: str) -> int:

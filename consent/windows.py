@@ -4,28 +4,31 @@ For one zone and one local date, every rule that applies (the federal window, ea
 state's hours for that weekday, closed days, holidays) is a constraint: an interval of UTC
 seconds, or nothing when the day is closed. The day's window is their intersection: one interval
 or none, since each constraint is a single [start, end) span of local time. The allowed set for
-a contact is the intersection over its candidate zones. Results are cached in the pack per
-(zones, states, UTC day), so deciding is a dictionary lookup and a comparison.
+a contact is the intersection over its candidate zones, derived a block of UTC days at a time (`block_spans`)
+and kept as sorted starts and ends, so deciding is a bisection.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
+from typing import NamedTuple
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from consent.holiday_calendar import holiday_name
-from consent.rules import DayHours, RulePack, StateRule
+from consent.rules import CLOCK_LABELS, DayHours, RulePack, StateRule
 
 DAY = 86400
 SEARCH_DAYS = 400   # how far ahead next_allowed looks before giving up
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
-@dataclass(frozen=True, slots=True)
-class Constraint:
-    """One rule's demand on one local date in one zone."""
+class Constraint(NamedTuple):
+    """One rule's demand on one local date in one zone (a named tuple: a year of zones and
+    states makes tens of thousands, and a tuple is built several times faster)."""
 
     rule: str                    # e.g. "federal.hours", "state.FL.hours", "state.UT.holidays"
     kind: str                    # "hours" | "closed" | "holiday"
@@ -37,23 +40,6 @@ class Constraint:
 
 
 Span = tuple[float, float]
-
-
-def zone_day_constraints(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> tuple[Constraint, ...]:
-    """The federal constraint first, then each candidate state's, for one zone and local date."""
-    found = [*_rule_constraints(pack, zone, None, day)]
-    for code in states:
-        found.extend(_rule_constraints(pack, zone, code, day))
-    return tuple(found)
-
-
-def _rule_constraints(pack: RulePack, zone: str, code: str | None, day: date) -> tuple[Constraint, ...]:
-    # Cached per single state, not per combination: contacts share states far more than sets.
-    key = ("constraints", zone, code, day)
-    cached = pack.cache.get(key)
-    if cached is None:
-        cached = pack.remember(key, _compute_rule_constraints(pack, zone, code, day))
-    return cached
 
 
 def _compute_rule_constraints(pack: RulePack, zone: str, code: str | None, day: date) -> tuple[Constraint, ...]:
@@ -110,130 +96,166 @@ def _standard_span(tz: ZoneInfo, day: date, hours: DayHours) -> Span:
     return midnight_utc + hours.start * 60 - offset, midnight_utc + hours.end * 60 - offset
 
 
+# --- allowed instants, a block of UTC days at a time -------------------------------------------
+# Whether an instant is allowed, and when the next allowed one comes, need the windows only, not
+# their explanation: they are derived for BLOCK_DAYS UTC days at once and kept as sorted starts
+# and ends to bisect. A year of random instants then costs a dozen blocks per contact's place
+# instead of a derivation per zone and local date.
+
+BLOCK_DAYS = 32
+BLOCK = BLOCK_DAYS * DAY
+UNBOUNDED: Span = (float("-inf"), float("inf"))
+CLOSED: Span = (float("inf"), float("-inf"))       # leaves nothing in any intersection
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
 @dataclass(frozen=True, slots=True)
-class ZoneDay:
-    """What the rules say about one zone on one local date, for one set of candidate states."""
+class RuleDays:
+    """One rule (the federal one, or one state's entries) in one zone, on each local date a
+    block can touch: its constraints, and the window they leave as starts and ends (UNBOUNDED
+    when the state has no entry that day, CLOSED when nothing is left)."""
 
-    window: Span | None                  # the intersection of every constraint; None when closed
-    explaining: tuple[Constraint, ...]   # the constraints a defer can name (federal first)
+    constraints: tuple[tuple[Constraint, ...], ...]
+    starts: tuple[float, ...]
+    ends: tuple[float, ...]
 
 
-def zone_day(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> ZoneDay:
-    # Both the allow check and a defer's explanation need this per (zone, states, local date):
-    # derive it once instead of re-assembling the constraints on every decision.
-    key = ("zone_day", zone, states, day)
+@dataclass(frozen=True, slots=True)
+class BlockSpans:
+    """The allowed spans within one block, clipped to it (starts[i] < ends[i] <= starts[i+1]),
+    and the rules behind them per candidate zone (federal first, then each state's)."""
+
+    starts: list[float]
+    ends: list[float]
+    first_ordinal: int                          # the first local date the rules cover
+    rules: tuple[tuple[RuleDays, tuple[RuleDays, ...]], ...]    # per zone: federal, each state's
+
+    def holds(self, ts: float) -> bool:
+        index = bisect_right(self.starts, ts) - 1
+        return index >= 0 and ts < self.ends[index]
+
+    def first_from(self, ts: float) -> float | None:
+        """The earliest allowed instant at or after `ts` within this block."""
+        index = bisect_right(self.ends, ts)
+        return max(self.starts[index], ts) if index < len(self.ends) else None
+
+    def excluding(self, zone_index: int, local: datetime, ts: float) -> list[Constraint]:
+        """The constraints that exclude `ts` in one zone (`local` is `ts` there), federal
+        first: what a defer names. A state row that restates the federal window adds nothing."""
+        offset = local.toordinal() - self.first_ordinal
+        federal_days, state_days = self.rules[zone_index]
+        federal = federal_days.constraints[offset][0]
+        federal_start, federal_end = federal.start, federal.end
+        found = [] if federal_start <= ts < federal_end else [federal]
+        for days in state_days:
+            for constraint in days.constraints[offset]:
+                start = constraint.start
+                if (start is None or not start <= ts < constraint.end) and not (
+                        start == federal_start and constraint.end == federal_end and constraint.kind == "hours"):
+                    found.append(constraint)
+        return found
+
+
+def block_of(ts: float) -> int:
+    return int(ts // BLOCK)
+
+
+def block_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], block: int) -> BlockSpans:
+    """Every candidate zone inside its own day's window, over UTC days [block*BLOCK_DAYS, ...)."""
+    low, high = block * BLOCK, (block + 1) * BLOCK
+    rules = tuple((rule_days(pack, zone, None, block), tuple(rule_days(pack, zone, code, block) for code in states))
+                  for zone in zones)
+    allowed: list[Span] | None = None       # no zone: no window applies
+    for federal, per_state in rules:
+        spans = _zone_windows((federal, *per_state), low, high)
+        allowed = spans if allowed is None else intersect_spans(allowed, spans)
+    if allowed is None:
+        allowed = [(low, high)]
+    return BlockSpans([start for start, _ in allowed], [end for _, end in allowed], _first_ordinal(block), rules)
+
+
+def _zone_windows(zone_rules: tuple[RuleDays, ...], low: float, high: float) -> list[Span]:
+    # One zone's windows, local date after local date: each the intersection of every rule's
+    # (a CLOSED rule's start is above any end, so nothing is left that day).
+    starts = map(max, repeat(low), *(days.starts for days in zone_rules))
+    ends = map(min, repeat(high), *(days.ends for days in zone_rules))
+    return [(start, end) for start, end in zip(starts, ends) if start < end]
+
+
+def _first_ordinal(block: int) -> int:
+    # Local dates run at most a day either side of the UTC ones (offsets are under 24 h).
+    return _EPOCH_ORDINAL + block * BLOCK_DAYS - 1
+
+
+def rule_days(pack: RulePack, zone: str, code: str | None, block: int) -> RuleDays:
+    """One rule's constraints and window (the federal rule's when `code` is None) on each local
+    date the block can touch, kept per pack: contacts share single states far more than sets."""
+    key = ("rule_days", zone, code, block)
     found = pack.cache.get(key)
     if found is None:
-        found = pack.remember(key, _zone_day(zone_day_constraints(pack, zone, states, day)))
+        first = date.fromordinal(_first_ordinal(block))
+        constraints = tuple(_compute_rule_constraints(pack, zone, code, first + timedelta(days=offset))
+                            for offset in range(BLOCK_DAYS + 2))
+        spans = [_intersection(day) for day in constraints]
+        found = pack.remember(key, RuleDays(constraints, tuple(start for start, _ in spans),
+                                            tuple(end for _, end in spans)))
     return found
 
 
-def _zone_day(constraints: tuple[Constraint, ...]) -> ZoneDay:
-    return ZoneDay(_intersection(constraints), _explaining(constraints))
-
-
-def _intersection(constraints: tuple[Constraint, ...]) -> Span | None:
-    start, end = float("-inf"), float("inf")
+def _intersection(constraints: tuple[Constraint, ...]) -> Span:
+    start, end = UNBOUNDED
     for constraint in constraints:
         if constraint.start is None:
-            return None
+            return CLOSED
         start, end = max(start, constraint.start), min(end, constraint.end)
-    return (start, end) if start < end else None
-
-
-def _explaining(constraints: tuple[Constraint, ...]) -> tuple[Constraint, ...]:
-    # A state row that restates the federal window explains nothing more.
-    federal = constraints[0]
-    return (federal, *(constraint for constraint in constraints[1:]
-                       if not (constraint.kind == "hours" and (constraint.start, constraint.end) == (federal.start, federal.end))))
-
-
-def zone_day_window(pack: RulePack, zone: str, states: tuple[str, ...], day: date) -> Span | None:
-    """The intersection of every constraint on that local date, or None when nothing is left."""
-    return zone_day(pack, zone, states, day).window
+    return (start, end) if start < end else CLOSED
 
 
 def allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], utc_day: int) -> tuple[Span, ...]:
     """Allowed UTC spans inside [utc_day*DAY, (utc_day+1)*DAY), sorted."""
-    key = ("spans", zones, states, utc_day)
-    cached = pack.cache.get(key)
-    if cached is None:
-        cached = pack.remember(key, _allowed_spans(pack, zones, states, utc_day))
-    return cached
-
-
-def _allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], utc_day: int) -> tuple[Span, ...]:
+    block = utc_day // BLOCK_DAYS
+    key = ("block_spans", zones, states, block)
+    spans = pack.cache.get(key)
+    if spans is None:
+        spans = pack.remember(key, block_spans(pack, zones, states, block))
     day_start, day_end = utc_day * DAY, (utc_day + 1) * DAY
-    result: list[Span] = [(day_start, day_end)]
-    for zone in zones:
-        result = intersect_spans(result, _zone_spans(pack, zone, states, day_start, day_end))
-    return tuple(result)
-
-
-def _zone_spans(pack: RulePack, zone: str, states: tuple[str, ...], day_start: int, day_end: int) -> list[Span]:
-    tz = zone_info(zone)
-    first = datetime.fromtimestamp(day_start, tz).date()
-    last = datetime.fromtimestamp(day_end - 1, tz).date()
-    spans = []
-    day = first
-    while day <= last:
-        window = zone_day_window(pack, zone, states, day)
-        if window is not None:
-            start, end = max(window[0], day_start), min(window[1], day_end)
-            if start < end:
-                spans.append((start, end))
-        day += timedelta(days=1)
-    return spans
+    return tuple((max(start, day_start), min(end, day_end)) for start, end in zip(spans.starts, spans.ends)
+                 if start < day_end and end > day_start)
 
 
 def intersect_spans(a: list[Span], b: list[Span]) -> list[Span]:
     """The overlap of two sorted lists of disjoint spans."""
-    result, i, j = [], 0, 0
-    while i < len(a) and j < len(b):
-        start, end = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+    result: list[Span] = []
+    i, j, len_a, len_b = 0, 0, len(a), len(b)
+    while i < len_a and j < len_b:
+        (a_start, a_end), (b_start, b_end) = a[i], b[j]
+        start = a_start if a_start > b_start else b_start
+        end = a_end if a_end < b_end else b_end
         if start < end:
             result.append((start, end))
-        if a[i][1] < b[j][1]:
+        if a_end < b_end:
             i += 1
         else:
             j += 1
     return result
 
 
-def is_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> bool:
-    """Inside the day's window in every candidate zone (each zone on its own local date)."""
-    for zone in zones:
-        window = zone_day_window(pack, zone, states, datetime.fromtimestamp(ts, zone_info(zone)).date())
-        if window is None or not window[0] <= ts < window[1]:
-            return False
-    return True
+def first_allowed(spans_of_block: Callable[[int], BlockSpans], ts: float) -> float | None:
+    """The earliest allowed instant at or after `ts`, or None within SEARCH_DAYS UTC days from
+    `ts`'s own: a span that opens later is not looked for."""
+    limit = (int(ts // DAY) + SEARCH_DAYS) * DAY
+    block = block_of(ts)
+    while block * BLOCK < limit:
+        found = spans_of_block(block).first_from(ts)
+        if found is not None:
+            return found if found < limit else None
+        block += 1
+    return None
 
 
 def next_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> float | None:
     """The earliest instant at or after `ts` inside every window, or None within SEARCH_DAYS."""
-    return first_allowed(lambda utc_day: allowed_spans(pack, zones, states, utc_day), ts)
-
-
-def first_allowed(spans_of_day: Callable[[int], tuple[Span, ...]], ts: float) -> float | None:
-    """next_allowed over any source of each UTC day's allowed spans (the gate keeps its own)."""
-    first_day = int(ts // DAY)
-    for utc_day in range(first_day, first_day + SEARCH_DAYS):
-        for start, end in spans_of_day(utc_day):
-            if end > ts:
-                return max(start, ts)
-    return None
-
-
-def violated(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], at: datetime) -> list[tuple[str, Constraint, datetime]]:
-    """Every (zone, constraint, local time) that excludes `at`: the explanation of a defer."""
-    ts = at.timestamp()
-    found = []
-    for zone in zones:
-        local = at.astimezone(zone_info(zone))
-        for constraint in zone_day(pack, zone, states, local.date()).explaining:
-            if constraint.start is None or not constraint.start <= ts < constraint.end:
-                found.append((zone, constraint, local))
-    return found
+    return first_allowed(lambda block: block_spans(pack, zones, states, block), ts)
 
 
 def describe(pack: RulePack, constraint: Constraint, local: datetime, ts: float | None = None) -> str:
@@ -248,20 +270,18 @@ def describe(pack: RulePack, constraint: Constraint, local: datetime, ts: float 
 
 def _describe(constraint: Constraint, local: datetime, ts: float) -> str:
     where = f"in {constraint.state}" if constraint.state else "under the federal rule"
-    # Formatting the fields: what `%H:%M` prints, without strftime's cost.
-    clock = f"{local.hour:02d}:{local.minute:02d} {local.tzname()}"
+    clock = f"{CLOCK_LABELS[local.hour * 60 + local.minute]} {local.tzname()}"
     weekday = WEEKDAY_NAMES[local.weekday()]
     if constraint.kind == "holiday":
         return f"{local.date().isoformat()} is {constraint.note} ({local.tzinfo.key}): no calls {where}"
     if constraint.kind == "closed":
         return f"{weekday} {clock}: no calls on {weekday}s {where}"
-    start_label, end_label = constraint.hours.label().split("-")
     if ts < constraint.start:
-        relation = f"before {start_label}"
+        relation = f"before {CLOCK_LABELS[constraint.hours.start]}"
     elif ts > constraint.end:
-        relation = f"after {end_label}"
+        relation = f"after {CLOCK_LABELS[constraint.hours.end]}"
     else:
-        relation = f"at the {end_label} close"
+        relation = f"at the {CLOCK_LABELS[constraint.hours.end]} close"
     suffix = f" ({constraint.note})" if constraint.note else ""
     day = f"{weekday} " if constraint.state else ""
     return f"{day}{clock} is {relation} {where}{suffix}"

@@ -176,6 +176,74 @@ def test_place_facts_match_the_rules_read_directly(zones, states, at):
     assert (flags.caps, flags.automated_needs_written, open_now) == _reference_facts(PACK, zones, states, ts)
 
 
+# --- allowed spans, derived a block of days at a time, against the rules read day by day --------
+
+def _reference_windows(pack: RulePack, zone: str, states: tuple[str, ...], first: date, days: int) -> list[tuple[float, float]]:
+    """One zone's window on each local date from `first`: every rule's constraint at once."""
+    found = []
+    for offset in range(days):
+        day = first + timedelta(days=offset)
+        constraints = [*windows._compute_rule_constraints(pack, zone, None, day)]
+        for code in states:
+            constraints.extend(windows._compute_rule_constraints(pack, zone, code, day))
+        if all(c.start is not None for c in constraints):
+            start, end = max(c.start for c in constraints), min(c.end for c in constraints)
+            if start < end:
+                found.append((start, end))
+    return found
+
+
+def _reference_next_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> float | None:
+    """The earliest instant at or after `ts` inside a window of every zone, within SEARCH_DAYS
+    UTC days: `ts` itself or some window's opening, whichever comes first and is in them all."""
+    first = datetime.fromtimestamp(ts, timezone.utc).date() - timedelta(days=1)
+    limit = (ts // 86400 + windows.SEARCH_DAYS) * 86400
+    per_zone = [_reference_windows(pack, zone, states, first, windows.SEARCH_DAYS + 2) for zone in zones]
+    candidates = sorted({ts, *(start for spans in per_zone for start, _ in spans if ts < start < limit)})
+    for candidate in candidates:
+        if all(any(start <= candidate < end for start, end in spans) for spans in per_zone):
+            return candidate
+    return None
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@example(("America/New_York", "Pacific/Guam"), ("RI",), datetime(2026, 7, 15, 16, tzinfo=timezone.utc))  # never opens
+@example(("America/Adak", "America/Anchorage"), (), datetime(2026, 2, 1, 5, 0, tzinfo=timezone.utc) - timedelta(seconds=1))
+@example(("America/Denver",), ("UT",), datetime(2026, 7, 23, 23, tzinfo=timezone.utc))   # Pioneer Day ends a block
+@given(st.lists(st.sampled_from(ZONES), min_size=1, max_size=3, unique=True).map(lambda zones: tuple(sorted(zones))),
+       st.lists(st.sampled_from(STATES), max_size=2, unique=True).map(lambda states: tuple(sorted(states))),
+       instants)
+def test_next_allowed_matches_the_rules_read_day_by_day(zones, states, at):
+    ts = at.timestamp()
+    expected = _reference_next_allowed(PACK, zones, states, ts)
+    assert windows.next_allowed(fresh_pack(), zones, states, ts) == expected
+    place = gate.place_of(PACK, Location(e164="+12125550123", timezones=zones, states=states))
+    assert gate._next_opening(PACK, place, ts) == expected
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(ZONES), min_size=1, max_size=3, unique=True).map(lambda zones: tuple(sorted(zones))),
+       st.lists(st.sampled_from(STATES), max_size=2, unique=True).map(lambda states: tuple(sorted(states))),
+       instants)
+def test_one_days_allowed_spans_are_the_windows_clipped_to_it(zones, states, at):
+    utc_day = int(at.timestamp() // 86400)
+    day_start, day_end = utc_day * 86400, (utc_day + 1) * 86400
+    spans = windows.allowed_spans(PACK, zones, states, utc_day)
+    assert all(day_start <= start < end <= day_end for start, end in spans)
+    assert list(spans) == sorted(spans)
+    # Every span's edges, and an instant inside each, agree with the rules read directly.
+    first = datetime.fromtimestamp(day_start, timezone.utc).date() - timedelta(days=1)
+    per_zone = [_reference_windows(PACK, zone, states, first, 3) for zone in zones]
+    inside = lambda ts: all(any(s <= ts < e for s, e in spans_) for spans_ in per_zone)
+    for start, end in spans:
+        assert inside(start) and inside((start + end) / 2) and inside(end - 1e-3)
+    gaps = [(day_start, spans[0][0] if spans else day_end)] + [
+        (spans[i][1], spans[i + 1][0]) for i in range(len(spans) - 1)] + ([(spans[-1][1], day_end)] if spans else [])
+    for low, high in gaps:
+        if low < high:
+            assert not inside(low) and not inside((low + high) / 2)
+
+
 # --- parsed instants ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spelling", ["2026-07-15T16:00:00Z", "2026-07-15T16:00:00+00:00"])
