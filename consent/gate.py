@@ -36,7 +36,6 @@ PLACE_ENTRIES_LIMIT = 4_096   # reasons kept per place before its memo starts af
 PLACE_BLOCKS_LIMIT = 16       # blocks of allowed spans kept per place (about a year and a half)
 _MOBILE_LIKE = frozenset({LineType.MOBILE, LineType.UNKNOWN})
 _RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 # Most decisions find nothing in most checks: share one empty answer instead of building one.
 _NO_REASONS: tuple[Reason, ...] = ()
 _NOTHING_CAPPED: tuple[tuple[Reason, ...], None] = (_NO_REASONS, None)
@@ -120,6 +119,10 @@ def _next_opening_instant(rules: RulePack, place: Place, start: datetime) -> dat
 
 
 def _next_opening(rules: RulePack, place: Place, ts: float) -> float | None:
+    # Most defers open again within their own block: one bisection, no search.
+    found = place.spans_of_block(rules, windows.block_of(ts)).first_from(ts)
+    if found is not None:
+        return found
     return windows.first_allowed(lambda block: place.spans_of_block(rules, block), ts)
 
 
@@ -158,7 +161,7 @@ class Place:
         # the UTC midnight after it every zone is there (before it: derived per date set).
         settled_from = rules.settled_from(states)
         self.settled_at: float = (float("-inf") if settled_from == date.min
-                                  else (settled_from.toordinal() - _EPOCH_ORDINAL + 1) * windows.DAY)
+                                  else (settled_from.toordinal() - windows.EPOCH_ORDINAL + 1) * windows.DAY)
         self.settled_flags = _flags_on(rules, states, (settled_from,))
         self.ever_capped: bool = rules.ever_capped(states)
         self.blocks: dict[int, windows.BlockSpans] = {}           # allowed spans per block of days
@@ -207,7 +210,7 @@ def state_flags(rules: RulePack, place: Place, ts: float) -> StateFlags:
 
 
 def _utc_date(ts: float) -> date:
-    return date.fromordinal(_EPOCH_ORDINAL + int(ts // 86400))
+    return date.fromordinal(windows.EPOCH_ORDINAL + int(ts // 86400))
 
 
 def _flags_on(rules: RulePack, states: tuple[str, ...], days: tuple[date, ...]) -> StateFlags:

@@ -24,6 +24,9 @@ DEFAULT_PACK = "us.toml"
 # Derived values kept per pack before it starts afresh: a long-running worker keeps meeting new
 # days, and every entry can be derived again from the pack, so dropping them changes no answer.
 CACHE_LIMIT = 400_000
+# Values per block of days (a rule's constraints in one zone, a place's spans) weigh 2-20 KB
+# each: kept apart, under a limit of their own (about 150 MB at most).
+BLOCK_CACHE_LIMIT = 8_192
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,7 @@ class RulePack:
         # Derived once here rather than on every telemarketing decision.
         self.dnc_scrub_max_age = timedelta(days=self.federal.dnc_scrub_max_age_days)
         self.cache: dict[Any, Any] = {}     # derived values, keyed by the deriving module
+        self.block_cache: dict[Any, Any] = {}    # the same, for values covering a block of days
         self.places: dict[Any, Any] = {}    # consent.gate's memos per candidate zones and states
 
     def remember(self, key: Any, value: Any) -> Any:
@@ -103,6 +107,13 @@ class RulePack:
         if len(self.cache) >= CACHE_LIMIT:
             self.cache.clear()
         self.cache[key] = value
+        return value
+
+    def remember_block(self, key: Any, value: Any) -> Any:
+        """Keep a value covering a block of days in `block_cache` (bounded by BLOCK_CACHE_LIMIT)."""
+        if len(self.block_cache) >= BLOCK_CACHE_LIMIT:
+            self.block_cache.clear()
+        self.block_cache[key] = value
         return value
 
     def state_rule(self, code: str, on: date) -> StateRule | None:

@@ -106,7 +106,7 @@ BLOCK_DAYS = 32
 BLOCK = BLOCK_DAYS * DAY
 UNBOUNDED: Span = (float("-inf"), float("inf"))
 CLOSED: Span = (float("inf"), float("-inf"))       # leaves nothing in any intersection
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,21 +184,21 @@ def _zone_windows(zone_rules: tuple[RuleDays, ...], low: float, high: float) -> 
 
 def _first_ordinal(block: int) -> int:
     # Local dates run at most a day either side of the UTC ones (offsets are under 24 h).
-    return _EPOCH_ORDINAL + block * BLOCK_DAYS - 1
+    return EPOCH_ORDINAL + block * BLOCK_DAYS - 1
 
 
 def rule_days(pack: RulePack, zone: str, code: str | None, block: int) -> RuleDays:
     """One rule's constraints and window (the federal rule's when `code` is None) on each local
     date the block can touch, kept per pack: contacts share single states far more than sets."""
     key = ("rule_days", zone, code, block)
-    found = pack.cache.get(key)
+    found = pack.block_cache.get(key)
     if found is None:
         first = date.fromordinal(_first_ordinal(block))
         constraints = tuple(_compute_rule_constraints(pack, zone, code, first + timedelta(days=offset))
                             for offset in range(BLOCK_DAYS + 2))
         spans = [_intersection(day) for day in constraints]
-        found = pack.remember(key, RuleDays(constraints, tuple(start for start, _ in spans),
-                                            tuple(end for _, end in spans)))
+        found = pack.remember_block(key, RuleDays(constraints, tuple(start for start, _ in spans),
+                                                  tuple(end for _, end in spans)))
     return found
 
 
@@ -215,9 +215,9 @@ def allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...
     """Allowed UTC spans inside [utc_day*DAY, (utc_day+1)*DAY), sorted."""
     block = utc_day // BLOCK_DAYS
     key = ("block_spans", zones, states, block)
-    spans = pack.cache.get(key)
+    spans = pack.block_cache.get(key)
     if spans is None:
-        spans = pack.remember(key, block_spans(pack, zones, states, block))
+        spans = pack.remember_block(key, block_spans(pack, zones, states, block))
     day_start, day_end = utc_day * DAY, (utc_day + 1) * DAY
     return tuple((max(start, day_start), min(end, day_end)) for start, end in zip(spans.starts, spans.ends)
                  if start < day_end and end > day_start)

@@ -6,6 +6,7 @@ decision must be byte for byte the same whatever the pack has seen before.
 """
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta, timezone
 from unittest import mock
 from zoneinfo import ZoneInfo
@@ -136,10 +137,11 @@ def test_memos_starting_afresh_at_every_entry_change_no_answer(raws):
     expected = [decision_bytes(raw, fresh_pack()) for raw in raws]
     tiny = fresh_pack()
     with mock.patch.object(gate, "PLACE_LIMIT", 1), mock.patch.object(gate, "PLACE_ENTRIES_LIMIT", 1), \
-            mock.patch.object(rules_module, "CACHE_LIMIT", 2):
+            mock.patch.object(rules_module, "CACHE_LIMIT", 2), mock.patch.object(rules_module, "BLOCK_CACHE_LIMIT", 1), \
+            mock.patch.object(gate, "PLACE_BLOCKS_LIMIT", 1):
         for _ in range(2):
             assert [decision_bytes(raw, tiny) for raw in raws] == expected
-    assert len(tiny.places) <= 1 and len(tiny.cache) <= 2
+    assert len(tiny.places) <= 1 and len(tiny.cache) <= 2 and len(tiny.block_cache) <= 1
 
 
 def _reference_facts(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float):
@@ -164,6 +166,12 @@ def _inside(pack: RulePack, zone: str, states: tuple[str, ...], day: date, ts: f
 @example(("America/St_Johns",), (), datetime(2026, 11, 1, 23, 30, tzinfo=timezone.utc))    # 20:00 NST, DST just ended
 @example(("America/Chicago", "America/New_York"), ("FL",), datetime(2026, 3, 8, 13, 0, tzinfo=timezone.utc))
 @example(("Pacific/Guam",), ("RI",), datetime(2026, 12, 31, 23, 0, tzinfo=timezone.utc))
+# MD's latest entry takes effect on 2024-01-01 local: before, on and after the UTC day that
+# follows it, with a zone ahead of UTC and one far behind it.
+@example(("America/New_York", "Pacific/Honolulu"), ("MD",), datetime(2024, 1, 1, 8, 0, tzinfo=timezone.utc))
+@example(("America/New_York", "Pacific/Honolulu"), ("MD",), datetime(2024, 1, 1, 23, 59, tzinfo=timezone.utc))
+@example(("Pacific/Guam",), ("CT", "MD"), datetime(2023, 12, 31, 15, 0, tzinfo=timezone.utc))
+@example(("America/New_York",), ("MD",), datetime(2024, 1, 2, 0, 0, tzinfo=timezone.utc))
 @given(st.lists(st.sampled_from(ZONES), max_size=3, unique=True).map(lambda zones: tuple(sorted(zones))),
        st.lists(st.sampled_from(STATES), max_size=2, unique=True).map(lambda states: tuple(sorted(states))),
        instants)
@@ -174,6 +182,24 @@ def test_place_facts_match_the_rules_read_directly(zones, states, at):
         gate.place_facts(PACK, place, ts + shift)
     flags, open_now = gate.place_facts(PACK, place, ts)
     assert (flags.caps, flags.automated_needs_written, open_now) == _reference_facts(PACK, zones, states, ts)
+
+
+def test_flags_while_a_new_entry_is_in_force_in_one_zone_only():
+    # A later FL entry without a cap: on its first UTC morning New York is on the new date and
+    # Honolulu still on the old one, so the old entry's cap still counts (entries take effect on
+    # local dates); from the next UTC midnight on, only the new entry is in force anywhere.
+    data = json.loads(PACK.to_json())
+    florida = next(entry for entry in data["state"] if entry["code"] == "FL")
+    data["state"].append(dict(florida, effective="2030-01-01", cap_per_24h=None,
+                              automated_telemarketing_needs_written_consent=False))
+    pack = RulePack(data)
+    place = gate.place_of(pack, Location(e164="+13055550123", timezones=("America/New_York", "Pacific/Honolulu"),
+                                         states=("FL",)))
+    straddling = datetime(2030, 1, 1, 8, tzinfo=timezone.utc).timestamp()
+    flags, _ = gate.place_facts(pack, place, straddling)
+    assert flags.caps == (("FL", 3),) and flags.automated_needs_written
+    flags, _ = gate.place_facts(pack, place, straddling + 16 * 3600)
+    assert flags.caps == () and not flags.automated_needs_written
 
 
 # --- allowed spans, derived a block of days at a time, against the rules read day by day --------
