@@ -67,7 +67,7 @@ def seed(url: str, calls: int) -> list[str]:
     now = datetime.now(UTC)
     sids = [f"CA{index:032x}" for index in range(calls)]
     with Session(engine) as session:
-        campaign = Campaign(name="bench", status="running", caller_id="+12125550100", created_at=now, updated_at=now)
+        campaign = Campaign(name="bench", status="running", voice="live", caller_id="+12125550100", created_at=now, updated_at=now)
         session.add(campaign)
         session.flush()
         contacts = [Contact(campaign_id=campaign.id, e164=f"+1212{5550000 + i:07d}",

@@ -259,10 +259,8 @@ def update_settings(session: Session, campaign: Campaign, changes: dict[str, Any
 def _identity(campaign: Campaign) -> dict[str, Any]:
     """What the campaign was created as, apart from its settings: checked with them again,
     since some settings depend on it (a conversation script needs a synthetic voice)."""
-    # An sms campaign's row holds the column's default voice ("live"): the table stores NULL as
-    # "use the default". Only a voice campaign has a voice.
     return {"name": campaign.name, "channel": campaign.channel, "purpose": campaign.purpose,
-            "voice": campaign.voice if campaign.channel == "voice" else None, "automated": campaign.automated,
+            "voice": campaign.voice, "automated": campaign.automated,
             "caller_id": campaign.caller_id, "script": campaign.script}
 
 

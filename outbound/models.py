@@ -26,7 +26,7 @@ class Campaign(SQLModel, table=True):
     status: str = Field(default="draft", description="draft | running | paused | completed")
     channel: str = "voice"
     purpose: str = "telemarketing"
-    voice: str | None = "live"
+    voice: str | None = None       # live | prerecorded | artificial; None for sms
     automated: bool = True
     caller_id: str | None = None
     script: str | None = None

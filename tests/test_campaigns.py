@@ -126,6 +126,7 @@ def test_api_lifecycle(client):
     assert client.post(f"/v1/campaigns/{campaign_id}/resume").json()["status"] == "running"
     status = client.get(f"/v1/campaigns/{campaign_id}").json()
     assert status["attempts"] == {"pending": 2} and status["campaign"]["settings"]["hours"] == "10:00-17:00"
+    assert status["campaign"]["voice"] is None          # an sms campaign has no voice
     assert client.post(f"/v1/campaigns/{campaign_id}/stop").json()["status"] == "completed"
     conflict = client.post(f"/v1/campaigns/{campaign_id}/resume")
     assert conflict.status_code == 409 and "completed" in conflict.json()["detail"]

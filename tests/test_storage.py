@@ -189,10 +189,25 @@ def test_concurrent_upgrades_of_a_fresh_database_both_succeed(empty_engine):
     assert current_revision(empty_engine) == head_revision()
 
 
+def test_upgrade_clears_the_voice_the_old_default_gave_sms_campaigns(empty_engine):
+    ensure_schema(empty_engine)
+    downgrade_to(empty_engine, "0001")
+    with empty_engine.begin() as connection:
+        for name, channel in (("texts", "sms"), ("calls", "voice")):
+            connection.execute(sa.text(
+                "INSERT INTO campaigns (name, status, channel, purpose, voice, automated, settings, created_at, updated_at) "
+                "VALUES (:name, 'draft', :channel, 'informational', 'live', true, '{}', :at, :at)"),
+                {"name": name, "channel": channel, "at": T0})
+    ensure_schema(empty_engine)
+    with Session(empty_engine) as session:
+        voices = dict(session.execute(select(Campaign.name, Campaign.voice)).all())
+    assert voices == {"texts": None, "calls": "live"}
+
+
 def test_migrations_ship_inside_the_package():
     versions = Path(__file__).resolve().parents[1] / "outbound" / "migrations" / "versions"
     assert (versions / "0001_initial.py").is_file()
-    assert head_revision() == "0001"
+    assert head_revision() == "0002"
 
 
 # --- instants ---------------------------------------------------------------------------------

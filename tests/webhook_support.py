@@ -33,8 +33,8 @@ def message_sid() -> str:
 
 def add_campaign(session: Session, name: str = "Acme Solar", *, status: str = "running",
                  channel: str = "voice", settings: dict | None = None) -> Campaign:
-    campaign = Campaign(name=name, status=status, channel=channel, caller_id=CALLER_ID,
-                        settings=settings or {}, created_at=T0, updated_at=T0)
+    campaign = Campaign(name=name, status=status, channel=channel, voice="live" if channel == "voice" else None,
+                        caller_id=CALLER_ID, settings=settings or {}, created_at=T0, updated_at=T0)
     session.add(campaign)
     session.flush()
     return campaign

@@ -87,7 +87,7 @@ class ImportResult:
 
 def find_or_create_campaign(session: Session, name: str, at: datetime) -> Campaign:
     """The campaign named `name`; created as a draft when it does not exist yet."""
-    values = Campaign(name=name, status="draft", created_at=at, updated_at=at).model_dump(exclude={"id"})
+    values = Campaign(name=name, status="draft", voice="live", created_at=at, updated_at=at).model_dump(exclude={"id"})
     insert_ignoring_duplicates(session, Campaign.__table__, values)
     return session.execute(select(Campaign).where(Campaign.name == name)).scalar_one()
 
