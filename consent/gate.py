@@ -6,8 +6,8 @@ reason holds, else defer (with the earliest instant no deferring reason holds), 
 
 What depends only on the pack and the contact's candidate zones and states (a `Place`) is
 derived once and kept per pack: the allowed spans per block of UTC days, the state flags, defer
-reasons per UTC minute, allow decisions. Each memo is a pure function
-of its key, so keeping, dropping or sharing entries never changes an answer; all are bounded.
+reasons per UTC minute, allow decisions. Each memo is a pure function of its key, so keeping,
+dropping or sharing entries never changes an answer; all are bounded.
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetim
     cap_free_at = None
     if location.timezones:
         if not open_now:
-            reasons.extend(_cached_window_reasons(request, rules, place, at, ts))
+            reasons.extend(_cached_window_reasons(rules, place, at, ts))
         cap_reasons, cap_free_at = check_caps(facts, flags, at)
         reasons.extend(cap_reasons)
     return decide(reasons, request, facts, rules, place, at, need, cap_free_at)
@@ -400,20 +400,19 @@ def _why_needed(channel: Channel, purpose_kind: Purpose, voice: VoiceKind | None
 
 # --- windows, holidays and caps ---------------------------------------------------------------
 
-def _cached_window_reasons(request: AttemptRequest, rules: RulePack, place: Place, at: datetime,
-                           ts: float) -> tuple[Reason, ...]:
+def _cached_window_reasons(rules: RulePack, place: Place, at: datetime, ts: float) -> tuple[Reason, ...]:
     # The text names the local HH:MM, so it is the same for the whole UTC minute (edges fall on
     # whole UTC minutes: since 1970 the zones we place contacts in have whole-minute offsets).
     if ts < 0:
-        return tuple(window_reasons(request, rules, place, at))
+        return tuple(window_reasons(rules, place, at))
     minute = int(ts // 60)
     found = place.reasons.get(minute)
     if found is None:
-        found = _keep(place.reasons, minute, tuple(window_reasons(request, rules, place, at)))
+        found = _keep(place.reasons, minute, tuple(window_reasons(rules, place, at)))
     return found
 
 
-def window_reasons(request: AttemptRequest, rules: RulePack, place: Place, at: datetime) -> list[Reason]:
+def window_reasons(rules: RulePack, place: Place, at: datetime) -> list[Reason]:
     """Why `at` is outside the windows: one reason per rule that excludes it, in any zone (the
     first zone in which it does words it)."""
     ts = at.timestamp()

@@ -36,9 +36,6 @@ class DayHours:
     start: int
     end: int
 
-    def label(self) -> str:
-        return f"{clock_label(self.start)}-{clock_label(self.end)}"
-
 
 @dataclass(frozen=True, slots=True)
 class HolidayBan:
@@ -162,11 +159,6 @@ def _version(data: dict[str, Any]) -> str:
 
 # Every HH:MM from 00:00 to 24:00: a defer's text names one or more of them.
 CLOCK_LABELS = tuple(f"{minutes // 60:02d}:{minutes % 60:02d}" for minutes in range(24 * 60 + 1))
-
-
-def clock_label(minutes: int) -> str:
-    """`HH:MM` of minutes after local midnight (24:00 for the end of the day)."""
-    return CLOCK_LABELS[minutes]
 
 
 def _minutes(text: str, where: str) -> int:
