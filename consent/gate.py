@@ -60,8 +60,9 @@ def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetim
     if location.timezones:
         if not open_now:
             reasons.extend(_cached_window_reasons(rules, place, at, ts))
-        cap_reasons, cap_free_at = check_caps(facts, flags, at)
-        reasons.extend(cap_reasons)
+        if flags.caps and facts.history:        # most decisions have nothing to count
+            cap_reasons, cap_free_at = check_caps(facts, flags, at)
+            reasons.extend(cap_reasons)
     return decide(reasons, request, facts, rules, place, at, need, cap_free_at)
 
 
@@ -198,7 +199,9 @@ def _keep(memo: dict, key, value):
 
 def place_facts(rules: RulePack, place: Place, ts: float) -> tuple[StateFlags, bool]:
     """(state flags, inside every window) at `ts`."""
-    open_now = place.spans_of_block(rules, windows.block_of(ts)).holds(ts)
+    block = windows.block_of(ts)
+    spans = place.blocks.get(block) or place.spans_of_block(rules, block)
+    open_now = spans.holds(ts)
     return (place.settled_flags if ts >= place.settled_at else state_flags(rules, place, ts)), open_now
 
 
