@@ -276,6 +276,19 @@ def find_campaign(session: Session, key: str | int) -> Campaign:
     return campaign
 
 
+CAMPAIGN_STATUSES = ("draft", "running", "paused", "completed")
+
+
+def newest_campaigns(session: Session, *, owner_id: int | None = None, status: str | None = None) -> list[Campaign]:
+    """Newest first; only `owner_id`'s when given, only those in `status` when given."""
+    statement = select(Campaign).order_by(Campaign.id.desc())
+    if owner_id is not None:
+        statement = statement.where(Campaign.owner_id == owner_id)
+    if status is not None:
+        statement = statement.where(Campaign.status == status)
+    return list(session.scalars(statement))
+
+
 def start_campaign(session: Session, campaign: Campaign, *, actor: str, at: datetime) -> int:
     """draft (or running) → running; returns how many attempts were created."""
     _require_status(campaign, ("draft", "running"), "start",

@@ -68,6 +68,26 @@ def test_cli_lifecycle(outbound_env_db, cli_runner):
                        "campaign.running", "campaign.completed"]
 
 
+def test_cli_list_shows_campaigns_newest_first_and_filters_by_status(outbound_env_db, cli_runner):
+    assert run(cli_runner, "campaign", "list", "--json")[1] == {"campaigns": []}
+    assert run(cli_runner, *CREATE)[0].exit_code == 0
+    texts = [*CREATE[:2], "autumn", "--channel", "sms", "--purpose", "informational",
+             "--caller-id", "+12125550100", "--script", "Reply STOP to opt out.", "--json"]
+    assert run(cli_runner, *texts)[0].exit_code == 0
+    assert run(cli_runner, "campaign", "stop", "spring", "--json")[0].exit_code == 0
+
+    result, listed = run(cli_runner, "campaign", "list", "--json")
+    assert result.exit_code == 0
+    assert [(c["name"], c["status"], c["voice"]) for c in listed["campaigns"]] == [
+        ("autumn", "draft", None), ("spring", "completed", "live")]
+    assert [c["name"] for c in run(cli_runner, "campaign", "list", "--status", "draft", "--json")[1]["campaigns"]] == ["autumn"]
+    text = cli_runner.invoke(cli, ["campaign", "list"]).stdout.splitlines()
+    assert "autumn  (draft; sms informational)" in text[0] and "spring  (completed; voice telemarketing, live voice)" in text[1]
+
+    result, error = run(cli_runner, "campaign", "list", "--status", "done", "--json")
+    assert result.exit_code == 2 and error == {"error": "--status: 'done' is not one of draft, running, paused, completed"}
+
+
 @pytest.mark.parametrize("option,value,message", [
     ("--hours", "21:00-23:00", "hours: 21:00-23:00 lies entirely outside the federal calling window 08:00-21:00"),
     ("--hours", "05:00-08:00", "hours: 05:00-08:00 lies entirely outside the federal calling window"),

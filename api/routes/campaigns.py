@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from api.auth import CampaignReader, ManagerUser
 from api.database import NowDep, SessionDep
@@ -23,9 +22,9 @@ from api.scoping import owner_scope, visible_campaign
 from consent.rules import load_pack
 from outbound.campaigns import (
     CampaignError, CampaignExists, InvalidTransition, campaign_dict, campaign_status, create_campaign,
-    pause_campaign, resume_campaign, start_campaign, stop_campaign, update_settings, validate_campaign,
+    newest_campaigns, pause_campaign, resume_campaign, start_campaign, stop_campaign, update_settings,
+    validate_campaign,
 )
-from outbound.models import Campaign
 from scheduler.simulate import simulate
 
 router = APIRouter(prefix="/v1", tags=["campaigns"])
@@ -100,12 +99,7 @@ def patch_campaign_settings(campaign_id: CampaignId,
 def list_campaigns(session: SessionDep, user: CampaignReader,
                    status_: Annotated[Literal["draft", "running", "paused", "completed"] | None,
                                       Query(alias="status")] = None) -> list[dict]:
-    statement = select(Campaign).order_by(Campaign.id.desc())
-    if owner_scope(user) is not None:
-        statement = statement.where(Campaign.owner_id == owner_scope(user))
-    if status_ is not None:
-        statement = statement.where(Campaign.status == status_)
-    return [campaign_dict(campaign) for campaign in session.scalars(statement)]
+    return [campaign_dict(campaign) for campaign in newest_campaigns(session, owner_id=owner_scope(user), status=status_)]
 
 
 class SimulateIn(BaseModel):

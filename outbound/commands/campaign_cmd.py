@@ -1,4 +1,4 @@
-"""`outbound campaign create|update|start|pause|resume|stop|status`.
+"""`outbound campaign create|update|start|pause|resume|stop|status|list`.
 
 Exit status 0 on success; 2 when the input cannot be used (the message names the field and
 nothing is stored); 1 when the campaign does not exist or its status forbids the change.
@@ -14,9 +14,9 @@ from typing import Any
 import typer
 
 from outbound.campaigns import (
-    CampaignError, CampaignExists, CampaignNotFound, InvalidTransition, campaign_dict, campaign_status,
-    create_campaign, find_campaign, parse_retry, pause_campaign, resume_campaign, start_campaign,
-    stop_campaign, update_settings, validate_campaign,
+    CAMPAIGN_STATUSES, CampaignError, CampaignExists, CampaignNotFound, InvalidTransition, campaign_dict,
+    campaign_status, create_campaign, find_campaign, newest_campaigns, parse_retry, pause_campaign,
+    resume_campaign, start_campaign, stop_campaign, update_settings, validate_campaign,
 )
 from outbound.commands.cli_context import fail
 from outbound.db import ensure_schema, get_engine, session_scope
@@ -174,6 +174,26 @@ def status(name: str = typer.Argument(..., help="Campaign name or id."),
         typer.echo(f"  {title}: {shown}")
     if result["waiting_for_campaign_hours"]:
         typer.echo(f"  waiting for campaign hours: {result['waiting_for_campaign_hours']}")
+
+
+@campaign_app.command("list")
+def list_(status_filter: str | None = typer.Option(None, "--status", help=" | ".join(CAMPAIGN_STATUSES)),
+          as_json: bool = typer.Option(False, "--json", help='Print {"campaigns": [...]} as JSON.')) -> None:
+    """Every campaign, newest first: id, name, status, channel and purpose."""
+    if status_filter is not None and status_filter not in CAMPAIGN_STATUSES:
+        raise fail(EXIT_INVALID, f"--status: {status_filter!r} is not one of {', '.join(CAMPAIGN_STATUSES)}", as_json)
+    engine = get_engine()
+    ensure_schema(engine)
+    with session_scope(engine) as session:
+        found = [campaign_dict(campaign) for campaign in newest_campaigns(session, status=status_filter)]
+    if as_json:
+        typer.echo(json.dumps({"campaigns": found}, ensure_ascii=False, default=_json_default))
+        return
+    if not found:
+        typer.echo("no campaigns" + (f" {status_filter}" if status_filter else ""))
+    for campaign in found:
+        kind = f"{campaign['channel']} {campaign['purpose']}" + (f", {campaign['voice']} voice" if campaign["voice"] else "")
+        typer.echo(f"{campaign['id']:>5}  {campaign['name']}  ({campaign['status']}; {kind})")
 
 
 def _json_default(value: Any) -> Any:
