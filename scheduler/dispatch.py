@@ -93,6 +93,19 @@ class DispatchReport:
     facts_error: str | None = None
     decision_ids: list[str] = field(default_factory=list)
 
+    def add(self, other: DispatchReport) -> None:
+        """Count another round of the same tick in."""
+        for name, value in vars(other).items():
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+        self.facts_error = other.facts_error or self.facts_error
+        self.decision_ids.extend(other.decision_ids)
+
+    @property
+    def gate_held_back(self) -> int:
+        """Claimed attempts the gate (or the campaign's hours and dates) kept from the carrier."""
+        return self.deferred + self.blocked + self.waiting_for_campaign_hours + self.ended
+
 
 @dataclass(frozen=True)
 class _Row:
@@ -137,6 +150,27 @@ def dispatch_once(engine: Engine, adapter: Adapter, *, worker_id: str, now: date
         return report
     _send_all(engine, adapter, to_send, now=now, config=config, report=report, sleep=sleep, monotonic=monotonic)
     return report
+
+
+def dispatch_tick(engine: Engine, adapter: Adapter, *, worker_id: str, clock: Callable[[], datetime],
+                  pack: RulePack, registry: NationalRegistry, config: DispatchConfig = DispatchConfig()) -> DispatchReport:
+    """dispatch_once again while a round only held attempts back, up to one batch per tick.
+
+    The pacing budget counts lines in use and calls handed to the carrier; an attempt the gate
+    defers or blocks uses neither, so its slot is free again at once. Without another round a
+    campaign at 1 call per second would take a second per deferral at night. A round that dialed
+    ends the tick, so calls stay spaced at 1/cps; so does any carrier failure, unknown outcome,
+    facts error or lost claim (at once, they would only happen again).
+    """
+    total = DispatchReport()
+    while total.claimed < config.batch_size:
+        report = dispatch_once(engine, adapter, worker_id=worker_id, now=clock(), pack=pack, registry=registry,
+                               config=config, batch_size=config.batch_size - total.claimed)
+        total.add(report)
+        if (report.dialed or not report.gate_held_back or report.carrier_failed or report.unknown
+                or report.facts_error or report.lost_claims):
+            break
+    return total
 
 
 class _FactsUnavailable(RuntimeError):

@@ -31,7 +31,7 @@ from consent.rules import RulePack, load_pack
 from outbound import transfers
 from outbound.db import session_scope
 from scheduler.claims import reap
-from scheduler.dispatch import DispatchConfig, dispatch_once
+from scheduler.dispatch import DispatchConfig, dispatch_tick
 from scheduler.facts import NationalRegistry
 from scheduler.housekeeping import housekeeping
 from telephony.adapter import Adapter
@@ -71,7 +71,7 @@ class Worker:
     # -- the jobs (each also callable on its own: tests and simulations drive them directly) --
 
     def dispatch_tick(self):
-        report = dispatch_once(self.engine, self.adapter, worker_id=self.worker_id, now=self.clock(),
+        report = dispatch_tick(self.engine, self.adapter, worker_id=self.worker_id, clock=self.clock,
                                pack=self.pack, registry=self.registry, config=self.config)
         # The simulator hands over its carrier events when asked (`advance`); after dispatch,
         # so the carrier ids the events name are already recorded.
