@@ -18,7 +18,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from consent import windows
-from consent.rules import RulePack
+from consent.rules import RulePack, keep_bounded
 from consent.scenario import iso_utc
 from consent.types import (
     AttemptRequest, Channel, ConsentGrant, ConsentKind, ConsentNeed, Decision, Facts, LineType, Location,
@@ -120,10 +120,6 @@ def _next_opening_instant(rules: RulePack, place: Place, start: datetime) -> dat
 
 
 def _next_opening(rules: RulePack, place: Place, ts: float) -> float | None:
-    # Most defers open again within their own block: one bisection, no search.
-    found = place.spans_of_block(rules, windows.block_of(ts)).first_from(ts)
-    if found is not None:
-        return found
     return windows.first_allowed(lambda block: place.spans_of_block(rules, block), ts)
 
 
@@ -172,9 +168,8 @@ class Place:
     def spans_of_block(self, rules: RulePack, block: int) -> windows.BlockSpans:
         found = self.blocks.get(block)
         if found is None:
-            if len(self.blocks) >= PLACE_BLOCKS_LIMIT:
-                self.blocks.clear()
-            found = self.blocks[block] = windows.block_spans(rules, self.zones, self.states, block)
+            found = keep_bounded(self.blocks, PLACE_BLOCKS_LIMIT, block,
+                                 windows.cached_block_spans(rules, self.zones, self.states, block))
         return found
 
 
@@ -183,18 +178,8 @@ def place_of(rules: RulePack, location: Location) -> Place:
     places = rules.places
     place = places.get(key)
     if place is None:
-        if len(places) >= PLACE_LIMIT:
-            places.clear()
-        place = places[key] = Place(rules, *key)
+        place = keep_bounded(places, PLACE_LIMIT, key, Place(rules, *key))
     return place
-
-
-def _keep(memo: dict, key, value):
-    # Bounded: a long-running worker moves on to new days and minutes.
-    if len(memo) >= PLACE_ENTRIES_LIMIT:
-        memo.clear()
-    memo[key] = value
-    return value
 
 
 def place_facts(rules: RulePack, place: Place, ts: float) -> tuple[StateFlags, bool]:
@@ -411,7 +396,7 @@ def _cached_window_reasons(rules: RulePack, place: Place, at: datetime, ts: floa
     minute = int(ts // 60)
     found = place.reasons.get(minute)
     if found is None:
-        found = _keep(place.reasons, minute, tuple(window_reasons(rules, place, at)))
+        found = keep_bounded(place.reasons, PLACE_ENTRIES_LIMIT, minute, tuple(window_reasons(rules, place, at)))
     return found
 
 

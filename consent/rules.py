@@ -101,17 +101,11 @@ class RulePack:
 
     def remember(self, key: Any, value: Any) -> Any:
         """Keep a derived value in `cache` (bounded by CACHE_LIMIT) and return it."""
-        if len(self.cache) >= CACHE_LIMIT:
-            self.cache.clear()
-        self.cache[key] = value
-        return value
+        return keep_bounded(self.cache, CACHE_LIMIT, key, value)
 
     def remember_block(self, key: Any, value: Any) -> Any:
         """Keep a value covering a block of days in `block_cache` (bounded by BLOCK_CACHE_LIMIT)."""
-        if len(self.block_cache) >= BLOCK_CACHE_LIMIT:
-            self.block_cache.clear()
-        self.block_cache[key] = value
-        return value
+        return keep_bounded(self.block_cache, BLOCK_CACHE_LIMIT, key, value)
 
     def state_rule(self, code: str, on: date) -> StateRule | None:
         """The state's entry in force on `on`, or None when the state adds nothing that day."""
@@ -141,6 +135,15 @@ class RulePack:
         return cls(json.loads(text))
 
 
+def keep_bounded(memo: dict, limit: int, key: Any, value: Any) -> Any:
+    """Store `value` under `key` and return it; a memo that holds `limit` entries starts afresh
+    first (every entry can be derived again, so dropping them changes no answer)."""
+    if len(memo) >= limit:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -155,10 +158,6 @@ def _version(data: dict[str, Any]) -> str:
     material = canonical_json({"pack": data, "holidays": holidays_lib.__version__,
                                "logic": GATE_LOGIC_VERSION})
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
-
-
-# Every HH:MM from 00:00 to 24:00: a defer's text names one or more of them.
-CLOCK_LABELS = tuple(f"{minutes // 60:02d}:{minutes % 60:02d}" for minutes in range(24 * 60 + 1))
 
 
 def _minutes(text: str, where: str) -> int:

@@ -4,26 +4,28 @@ For one zone and one local date, every rule that applies (the federal window, ea
 state's hours for that weekday, closed days, holidays) is a constraint: an interval of UTC
 seconds, or nothing when the day is closed. The day's window is their intersection: one interval
 or none, since each constraint is a single [start, end) span of local time. The allowed set for
-a contact is the intersection over its candidate zones, derived a block of UTC days at a time (`block_spans`)
-and kept as sorted starts and ends, so deciding is a bisection.
+a contact is the intersection over its candidate zones, derived a block of UTC days at a time
+(`block_spans`) and kept as sorted starts and ends, so deciding is a bisection.
 """
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import repeat
 from typing import NamedTuple
-from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from consent.holiday_calendar import holiday_name
-from consent.rules import CLOCK_LABELS, DayHours, RulePack, StateRule
+from consent.rules import DayHours, RulePack, StateRule
 
 DAY = 86400
 SEARCH_DAYS = 400   # how far ahead next_allowed looks before giving up
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+# Every HH:MM from 00:00 to 24:00: a defer's text names one or more of them.
+CLOCK_LABELS = tuple(f"{minutes // 60:02d}:{minutes % 60:02d}" for minutes in range(24 * 60 + 1))
 
 
 class Constraint(NamedTuple):
@@ -211,13 +213,18 @@ def _intersection(constraints: tuple[Constraint, ...]) -> Span:
     return (start, end) if start < end else CLOSED
 
 
-def allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], utc_day: int) -> tuple[Span, ...]:
-    """Allowed UTC spans inside [utc_day*DAY, (utc_day+1)*DAY), sorted."""
-    block = utc_day // BLOCK_DAYS
+def cached_block_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], block: int) -> BlockSpans:
+    """block_spans, kept per pack: the gate's places and the scheduler's allow expiry share them."""
     key = ("block_spans", zones, states, block)
     spans = pack.block_cache.get(key)
     if spans is None:
         spans = pack.remember_block(key, block_spans(pack, zones, states, block))
+    return spans
+
+
+def allowed_spans(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], utc_day: int) -> tuple[Span, ...]:
+    """Allowed UTC spans inside [utc_day*DAY, (utc_day+1)*DAY), sorted."""
+    spans = cached_block_spans(pack, zones, states, utc_day // BLOCK_DAYS)
     day_start, day_end = utc_day * DAY, (utc_day + 1) * DAY
     return tuple((max(start, day_start), min(end, day_end)) for start, end in zip(spans.starts, spans.ends)
                  if start < day_end and end > day_start)
@@ -255,7 +262,7 @@ def first_allowed(spans_of_block: Callable[[int], BlockSpans], ts: float) -> flo
 
 def next_allowed(pack: RulePack, zones: tuple[str, ...], states: tuple[str, ...], ts: float) -> float | None:
     """The earliest instant at or after `ts` inside every window, or None within SEARCH_DAYS."""
-    return first_allowed(lambda block: block_spans(pack, zones, states, block), ts)
+    return first_allowed(lambda block: cached_block_spans(pack, zones, states, block), ts)
 
 
 def describe(pack: RulePack, constraint: Constraint, local: datetime, ts: float | None = None) -> str:

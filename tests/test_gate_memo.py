@@ -155,10 +155,7 @@ def _reference_facts(pack: RulePack, zones: tuple[str, ...], states: tuple[str, 
 
 
 def _inside(pack: RulePack, zone: str, states: tuple[str, ...], day: date, ts: float) -> bool:
-    constraints = [*windows._compute_rule_constraints(pack, zone, None, day)]
-    for code in states:
-        constraints.extend(windows._compute_rule_constraints(pack, zone, code, day))
-    return all(c.start is not None and c.start <= ts < c.end for c in constraints)
+    return any(start <= ts < end for start, end in _reference_windows(pack, zone, states, day, 1))
 
 
 @MEMO
