@@ -330,7 +330,7 @@ def stop_campaign(session: Session, campaign: Campaign, *, actor: str, at: datet
 
     A claimed attempt is cancelled too: dispatch moves an attempt out of `claimed` only with a
     conditional update on that status, so the worker holding it will not dial it."""
-    _require_status(campaign, ("draft", "running", "paused", "completed"), "stop")
+    _require_status(campaign, CAMPAIGN_STATUSES, "stop")
     cancelled = session.execute(
         update(Attempt).where(Attempt.campaign_id == campaign.id,
                               Attempt.status.in_(("pending", "claimed")))

@@ -21,9 +21,9 @@ from api.routes.dnc import registry_store
 from api.scoping import owner_scope, visible_campaign
 from consent.rules import load_pack
 from outbound.campaigns import (
-    CampaignError, CampaignExists, InvalidTransition, campaign_dict, campaign_status, create_campaign,
-    newest_campaigns, pause_campaign, resume_campaign, start_campaign, stop_campaign, update_settings,
-    validate_campaign,
+    CAMPAIGN_STATUSES, CampaignError, CampaignExists, InvalidTransition, campaign_dict, campaign_status,
+    create_campaign, newest_campaigns, pause_campaign, resume_campaign, start_campaign, stop_campaign,
+    update_settings, validate_campaign,
 )
 from scheduler.simulate import simulate
 
@@ -97,7 +97,7 @@ def patch_campaign_settings(campaign_id: CampaignId,
 
 @router.get("/campaigns", summary="Campaigns, newest first: a manager's own, every one for compliance")
 def list_campaigns(session: SessionDep, user: CampaignReader,
-                   status_: Annotated[Literal["draft", "running", "paused", "completed"] | None,
+                   status_: Annotated[Literal[CAMPAIGN_STATUSES] | None,
                                       Query(alias="status")] = None) -> list[dict]:
     return [campaign_dict(campaign) for campaign in newest_campaigns(session, owner_id=owner_scope(user), status=status_)]
 
