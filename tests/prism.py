@@ -1,7 +1,7 @@
 """A local Prism mock of Twilio's REST API, for contract tests of the Twilio adapter.
 
     prism_url   base URL (http://127.0.0.1:<port>) of `prism mock` serving a patched copy of
-                ../shared/twilio-oai/twilio_api_v2010.json, for the whole test session
+                tests/twilio_oai/twilio_api_v2010.json (vendored), for the whole test session
 
 Import the fixture into a test module (`from tests.prism import prism_url`). Prism
 (`@stoplight/prism-cli`, PRISM_VERSION) is installed with npm into `.prism/` at the repository
@@ -12,7 +12,7 @@ Why the spec is patched: Twilio's spec declares array properties of form bodies
 (StatusCallbackEvent, MediaUrl…) without an `encoding` object, and Prism 5.14 then rejects the
 repeated keys the SDK sends (`StatusCallbackEvent=a&StatusCallbackEvent=b`) with 422 "must be
 array". Adding `encoding: {NAME: {style: form, explode: true}}` (what Twilio means) fixes it; the
-shared spec itself is never edited.
+vendored spec itself is never edited.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PRISM_DIR = REPO_ROOT / ".prism"
 PRISM_PACKAGE = "@stoplight/prism-cli"
 PRISM_VERSION = "5.14"
-TWILIO_SPEC = REPO_ROOT.parent / "shared" / "twilio-oai" / "twilio_api_v2010.json"
+TWILIO_SPEC = REPO_ROOT / "tests" / "twilio_oai" / "twilio_api_v2010.json"
 FORM = "application/x-www-form-urlencoded"
 INSTALL_TIMEOUT_SECONDS = 600
 START_TIMEOUT_SECONDS = 90          # the spec is 1.9 MB; Prism parses it before listening
