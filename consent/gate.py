@@ -311,11 +311,17 @@ def consent_needed(request: AttemptRequest, flags: StateFlags) -> ConsentNeed:
 
 @dataclass(frozen=True, slots=True)
 class ConsentStanding:
-    """Which kinds of consent cover this channel and purpose at `at`, after revocations."""
+    """Which kinds of consent cover this channel and purpose at `at`, after revocations.
+
+    `opted_out_at` is the latest revocation of the channel at or before `at`; `revoked_at` is the
+    same instant while it still holds (no consent covering the channel and purpose was granted
+    after it), else None.
+    """
 
     written: bool
     express: bool
     revoked_at: datetime | None
+    opted_out_at: datetime | None = None
 
 
 # Without a revocation a standing is one of four values: share them.
@@ -326,30 +332,48 @@ _STANDINGS = {(written, express): ConsentStanding(written, express, None)
 def consent_standing(request: AttemptRequest, facts: Facts, at: datetime) -> ConsentStanding:
     if not facts.consents and not facts.revocations:
         return _STANDINGS[False, False]
-    revoked_at = latest_revocation(facts, request.channel, at)
-    written = express = False
+    opted_out_at = latest_revocation(facts, request.channel, at)
+    written = express = renewed = False
     for grant in facts.consents:
-        # A revocation ends every consent granted before it; a newer grant starts afresh.
-        if _covers(grant, request, at) and (revoked_at is None or grant.granted_at > revoked_at):
+        # A revocation ends every consent granted at or before it; a newer grant starts afresh.
+        if opted_out_at is not None and not grant.granted_at > opted_out_at:
+            continue
+        # Any grant since the opt-out that names this channel and purpose lifts the opt-out
+        # itself, even one of the wrong kind or since expired: whether it is enough for this
+        # attempt is `consent_missing`'s question.
+        renewed = renewed or (grant.granted_at <= at and _covers_scope(grant, request))
+        if _covers(grant, request, at):
             if grant.kind is ConsentKind.WRITTEN:
                 written = True
             express = True
-    if revoked_at is None:
+    if opted_out_at is None:
         return _STANDINGS[written, express]
-    return ConsentStanding(written, express, revoked_at)
+    return ConsentStanding(written, express, None if renewed else opted_out_at, opted_out_at)
 
 
 def check_consent(request: AttemptRequest, need: ConsentNeed, standing: ConsentStanding, at: datetime) -> list[Reason]:
-    if need is ConsentNeed.NONE or (standing.written if need is ConsentNeed.WRITTEN else standing.express):
+    """`consent_revoked` for every attempt on an opted-out channel (an opt-out is also a
+    do-not-call request, 47 CFR 64.1200(d)), whatever consent it needs; `consent_missing` when
+    the consent it needs is not in force."""
+    missing = need is not ConsentNeed.NONE and not (
+        standing.written if need is ConsentNeed.WRITTEN else standing.express)
+    if not missing and standing.revoked_at is None:
         return _NO_REASONS
-    rule, wanted, why = _consent_wording(need, request.channel, request.purpose, request.voice,
-                                         request.automated, request.line_type)
+    reasons = []
+    channel, purpose = request.channel.value, request.purpose.value
     if standing.revoked_at is not None:
-        return [Reason("consent_revoked", rule,
-                       f"{request.channel.value} consent revoked at {iso_utc(standing.revoked_at)} and no newer "
-                       f"{wanted} was granted since")]
-    return [Reason("consent_missing", rule, f"{why} needs {wanted}; none on file is "
-                                            f"granted by {iso_utc(at)}, unexpired and of that kind")]
+        reasons.append(Reason("consent_revoked", "consent.revocation",
+                              f"{channel} opt-out at {iso_utc(standing.revoked_at)} is a do-not-call request "
+                              f"for every {channel} attempt; no consent covering {channel} {purpose} "
+                              f"was granted since"))
+    if missing:
+        rule, wanted, why = _consent_wording(need, request.channel, request.purpose, request.voice,
+                                             request.automated, request.line_type)
+        since = ("" if standing.opted_out_at is None
+                 else f"after the {channel} opt-out at {iso_utc(standing.opted_out_at)} and ")
+        reasons.append(Reason("consent_missing", rule, f"{why} needs {wanted}; none on file is granted "
+                                                       f"{since}by {iso_utc(at)}, unexpired and of that kind"))
+    return reasons
 
 
 @lru_cache(maxsize=256)     # a few dozen combinations of enums and a flag exist
@@ -363,7 +387,12 @@ def _consent_wording(need: ConsentNeed, channel: Channel, purpose: Purpose, voic
 
 def _covers(grant: ConsentGrant, request: AttemptRequest, at: datetime) -> bool:
     return (grant.granted_at <= at and (grant.expires_at is None or at < grant.expires_at)
-            and request.channel in grant.channels and request.purpose in grant.purposes)
+            and _covers_scope(grant, request))
+
+
+def _covers_scope(grant: ConsentGrant, request: AttemptRequest) -> bool:
+    """The grant names this attempt's channel and purpose (whatever its dates and kind)."""
+    return request.channel in grant.channels and request.purpose in grant.purposes
 
 
 def latest_revocation(facts: Facts, channel: Channel, at: datetime) -> datetime | None:

@@ -210,33 +210,106 @@ def test_dnc_state(overrides, verdict, expected):
 SMS_TELEMARKETING = {"channel": "sms", "voice": None}
 
 
+STOP_JUL10 = {"at": "2026-07-10T12:00:00Z", "channels": ["sms"], "via": "sms_stop"}
+VOICE_OPT_OUT_JUL10 = {"at": "2026-07-10T12:00:00Z", "channels": ["voice"], "via": "spoken"}
+REVOKED = ["consent_revoked", "consent_missing"]     # the opt-out holds, and the old consent no longer counts
+
+
 @pytest.mark.parametrize("overrides,verdict,expected", [
-    # Written consent to texts, revoked by STOP: the text is blocked.
-    ({"consents": [written(channels=("voice", "sms"))],
-      "revocations": [{"at": "2026-07-10T12:00:00Z", "channels": ["sms"], "via": "sms_stop"}],
-      **SMS_TELEMARKETING}, "block", ["consent_revoked"]),
+    # Written consent to texts, revoked by STOP: the text is blocked, and the consent granted before
+    # the STOP no longer counts as the written consent the text needs.
+    ({"consents": [written(channels=("voice", "sms"))], "revocations": [STOP_JUL10],
+      **SMS_TELEMARKETING}, "block", REVOKED),
     # A newer grant after the revocation counts again.
     ({"consents": [written(channels=("sms",)), written(channels=("sms",), granted_at="2026-07-12T00:00:00Z")],
-      "revocations": [{"at": "2026-07-10T12:00:00Z", "channels": ["sms"], "via": "sms_stop"}],
-      **SMS_TELEMARKETING}, "allow", []),
+      "revocations": [STOP_JUL10], **SMS_TELEMARKETING}, "allow", []),
     # A revocation after `at` has not happened yet.
     ({"consents": [written(channels=("sms",))],
       "revocations": [{"at": "2026-07-20T12:00:00Z", "channels": ["sms"], "via": "sms_stop"}],
       **SMS_TELEMARKETING}, "allow", []),
     # A revocation on SMS does not touch voice consent.
     ({"voice": "artificial", "consents": [written(channels=("voice", "sms"))],
-      "revocations": [{"at": "2026-07-10T12:00:00Z", "channels": ["sms"], "via": "sms_stop"}]}, "allow", []),
+      "revocations": [STOP_JUL10]}, "allow", []),
     # A revocation naming voice blocks the call.
     ({"voice": "artificial", "consents": [written(channels=("voice", "sms"))],
       "revocations": [{"at": "2026-07-10T12:00:00Z", "channels": ["voice", "sms"], "via": "keypress"}]},
-     "block", ["consent_revoked"]),
+     "block", REVOKED),
     # Revoked informational texts (express need).
     ({"purpose": "informational", "consents": [express(channels=("sms",), purposes=("informational",))],
-      "revocations": [{"at": "2026-07-10T12:00:00Z", "channels": ["sms"], "via": "sms_stop"}],
-      **SMS_TELEMARKETING}, "block", ["consent_revoked"]),
+      "revocations": [STOP_JUL10], **SMS_TELEMARKETING}, "block", REVOKED),
 ])
 def test_consent_revoked(overrides, verdict, expected):
     assert_decision(decide(**overrides), verdict, expected)
+
+
+# An opt-out is also a do-not-call request (47 CFR 64.1200(d)): it stops every attempt on its
+# channel, including those that need no consent at all. BASE is a live call a person dials by hand
+# to a landline, which needs none.
+@pytest.mark.parametrize("overrides,verdict,expected", [
+    # Hand-dialed live telemarketing call, after "stop calling me".
+    ({"revocations": [VOICE_OPT_OUT_JUL10]}, "block", ["consent_revoked"]),
+    # Automated live telemarketing call to a (New York) landline.
+    ({"automated": True, "revocations": [VOICE_OPT_OUT_JUL10]}, "block", ["consent_revoked"]),
+    # Informational live call, by hand and automated.
+    ({"purpose": "informational", "revocations": [VOICE_OPT_OUT_JUL10]}, "block", ["consent_revoked"]),
+    ({"purpose": "informational", "automated": True, "revocations": [VOICE_OPT_OUT_JUL10]},
+     "block", ["consent_revoked"]),
+    # The opt-out at the very instant of the attempt already holds.
+    ({"revocations": [{**VOICE_OPT_OUT_JUL10, "at": AT}]}, "block", ["consent_revoked"]),
+    # A texted STOP stops texts only; a call that needs no consent goes on.
+    ({"revocations": [STOP_JUL10]}, "allow", []),
+    # An opt-out after `at` has not happened yet.
+    ({"revocations": [{**VOICE_OPT_OUT_JUL10, "at": "2026-07-20T00:00:00Z"}]}, "allow", []),
+    # A consent for voice telemarketing granted after the opt-out lifts it (this call needs no consent).
+    ({"revocations": [VOICE_OPT_OUT_JUL10], "consents": [express(granted_at="2026-07-12T00:00:00Z")]},
+     "allow", []),
+    # ... but not one granted after `at`, nor one for another purpose or channel.
+    ({"revocations": [VOICE_OPT_OUT_JUL10], "consents": [express(granted_at="2026-07-16T00:00:00Z")]},
+     "block", ["consent_revoked"]),
+    ({"revocations": [VOICE_OPT_OUT_JUL10],
+      "consents": [express(purposes=("informational",), granted_at="2026-07-12T00:00:00Z")]},
+     "block", ["consent_revoked"]),
+    ({"revocations": [VOICE_OPT_OUT_JUL10],
+      "consents": [express(channels=("sms",), granted_at="2026-07-12T00:00:00Z")]},
+     "block", ["consent_revoked"]),
+    # The latest opt-out counts: a grant between two opt-outs does not lift the second.
+    ({"revocations": [VOICE_OPT_OUT_JUL10, {**VOICE_OPT_OUT_JUL10, "at": "2026-07-14T00:00:00Z"}],
+      "consents": [express(granted_at="2026-07-12T00:00:00Z")]}, "block", ["consent_revoked"]),
+])
+def test_an_opt_out_stops_every_attempt_on_its_channel(overrides, verdict, expected):
+    decision = decide(**overrides)
+    assert_decision(decision, verdict, expected)
+    if "consent_revoked" in expected:
+        [reason] = [r for r in decision["reasons"] if r["code"] == "consent_revoked"]
+        assert reason["rule"] == "consent.revocation" and "do-not-call request" in reason["detail"]
+
+
+@pytest.mark.parametrize("granted_at,verdict,expected", [
+    ("2026-07-01T00:00:00Z", "block", REVOKED),      # granted before the opt-out: no longer counts
+    ("2026-07-10T12:00:00Z", "block", REVOKED),      # granted at the very instant of the opt-out: same
+    ("2026-07-10T12:00:01Z", "allow", []),           # granted after it: re-enables
+])
+def test_a_consent_granted_at_or_before_a_later_opt_out_does_not_count(granted_at, verdict, expected):
+    # An automated artificial-voice call needs written consent.
+    decision = decide(voice="artificial", automated=True, consents=[written(granted_at=granted_at)],
+                      revocations=[VOICE_OPT_OUT_JUL10])
+    assert_decision(decision, verdict, expected)
+    if expected:
+        [missing] = [r for r in decision["reasons"] if r["code"] == "consent_missing"]
+        assert "after the voice opt-out at 2026-07-10T12:00:00Z" in missing["detail"]
+
+
+def test_a_grant_of_the_wrong_kind_after_the_opt_out_lifts_it_but_is_not_enough():
+    # Express consent given after the opt-out: the opt-out no longer holds, yet the prerecorded
+    # telemarketing call still needs written consent.
+    decision = decide(voice="prerecorded", revocations=[VOICE_OPT_OUT_JUL10],
+                      consents=[written(granted_at="2026-01-01T00:00:00Z"), express(granted_at="2026-07-12T00:00:00Z")])
+    assert_decision(decision, "block", ["consent_missing"])
+
+
+def test_a_written_consent_before_the_opt_out_does_not_lift_the_national_dnc_block():
+    decision = decide(dnc=LISTED, consents=[written()], revocations=[VOICE_OPT_OUT_JUL10])
+    assert_decision(decision, "block", ["dnc_national", "consent_revoked"])
 
 
 # --- consent_missing: the "Consent needed" table ------------------------------------------------
