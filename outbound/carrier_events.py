@@ -32,7 +32,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from consent import records
+from consent import opt_out_words, records
 from consent.ledger_io import RevocationVia
 from consent.types import Channel
 from outbound import audit
@@ -43,7 +43,6 @@ from outbound.carrier_event_log import (
 from outbound.carrier_event_recorders import BatchRecorder, NotBatchable, SingleRecorder
 from outbound.inbound_sms import SENT_KEY, handle_inbound_sms
 from outbound.models import Attempt, Contact
-from outbound.sms_keywords import normalise, opt_out_phrase
 
 __all__ = ["handle_webhook", "handle_webhook_batch", "PendingEvent", "BATCHABLE_KINDS", "NotBatchable", "WebhookResult", "UnknownCall", "InvalidEvent", "KINDS", "RetryHook"]
 
@@ -331,7 +330,8 @@ def _gather_key(params: dict[str, str]) -> str:
 def _revoke_if_spoken_opt_out(session: Session, attempt: Attempt, params: dict[str, str],
                               at: datetime) -> str | None:
     speech = params.get("SpeechResult", "")
-    phrase = opt_out_phrase(normalise(speech)) if speech else None
+    # A whole-answer keyword ("alto") or a phrase anywhere: the same words an SMS reply is read by.
+    phrase = opt_out_words.opt_out(speech) if speech else None
     if phrase is None:
         return None
     phone = session.get(Contact, attempt.contact_id).e164

@@ -4,10 +4,10 @@ Pure: no database, no clock. The rules come from 47 CFR 64.1200(a)(10) (FCC 24-2
 Messaging Principles (reference/tcpa-rules.md §1.4 and §3.2):
 
 - a reply that is exactly one of the opt-out keywords (the FCC's seven, CTIA's and the carriers'
-  additions) is an opt-out;
+  additions, the variants people send, Spanish ones included) is an opt-out;
 - any other wording a reasonable person would read as "stop contacting me" is an opt-out too, so
-  a short list of phrases errs toward opt-out: a wrong opt-out costs one confirmation text, a
-  missed one is a violation for every later call or text;
+  a list of phrases errs toward opt-out: a wrong opt-out costs one confirmation text, a missed
+  one is a violation for every later call or text. Both lists are `consent.opt_out_words`;
 - HELP/INFO and START/UNSTOP/YES are matched only as the whole message, because "yes" or "info"
   inside a sentence is a conversation, not a command.
 
@@ -20,6 +20,8 @@ import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
+from consent import opt_out_words
+
 
 class Intent(StrEnum):
     OPT_OUT = "opt_out"
@@ -28,35 +30,11 @@ class Intent(StrEnum):
     OTHER = "other"              # stored for review
 
 
-# Whole-message keywords, as they read after `normalise` (so "OPT-OUT" is "optout" and
-# "Stop all" is "stop all").
-OPT_OUT_KEYWORDS = frozenset({
-    "stop", "stopall", "stop all", "unsubscribe", "cancel", "end", "quit", "revoke",
-    "opt out", "optout", "remove",
-})
+# The opt-out words (English, Spanish, French; keywords and phrases) are data of `consent`,
+# shared with spoken replies on calls.
+OPT_OUT_KEYWORDS = opt_out_words.KEYWORDS
 HELP_KEYWORDS = frozenset({"help", "info"})
 START_KEYWORDS = frozenset({"start", "unstop", "yes"})
-
-# Phrases that read as an opt-out anywhere in a message ("please stop", "don't text me again",
-# "take me off your list", "wrong number"). "stop" and "unsubscribe" alone are enough: nobody
-# writes them to a sender they want to hear from. Bare "end", "cancel" and "quit" are not here:
-# inside a sentence they are usually about something else ("cancel my appointment"), and such a
-# message still goes to review.
-_CONTACT_WORDS = r"(?:text|txt|texting|texts|message|messaging|messages|msg|sms|call|calling|calls|contact|contacting|email)"
-OPT_OUT_PHRASES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (name, re.compile(pattern)) for name, pattern in (
-        ("stop", r"\bstop\b"),
-        ("unsubscribe", r"\bunsubscribe\b"),
-        ("opt out", r"\bopt ?out\b"),
-        ("remove me", r"\bremove (?:me|my number|this number)\b"),
-        ("take me off", r"\btake (?:me|my number|this number) off\b"),
-        ("do not contact", rf"\b(?:dont|do not|never|no longer|quit|cease) (?:ever )?{_CONTACT_WORDS}\b"),
-        ("do not want", rf"\b(?:dont|do not) want (?:any |these |those |this |your |more |the )*{_CONTACT_WORDS}\b"),
-        ("no more", rf"\bno more {_CONTACT_WORDS}\b"),
-        ("leave me alone", r"\bleave me alone\b"),
-        ("lose my number", r"\blose (?:my|this) number\b"),
-        ("wrong number", r"\bwrong (?:number|person)\b"),
-    ))
 
 
 @dataclass(frozen=True)
@@ -81,22 +59,21 @@ def normalise(body: str) -> str:
 
 def classify(body: str) -> Classification:
     text = normalise(body)
-    for keywords, intent in ((OPT_OUT_KEYWORDS, Intent.OPT_OUT), (HELP_KEYWORDS, Intent.HELP),
-                             (START_KEYWORDS, Intent.START)):
+    keyword = opt_out_words.keyword(body)
+    if keyword is not None:
+        return Classification(Intent.OPT_OUT, keyword, text)
+    for keywords, intent in ((HELP_KEYWORDS, Intent.HELP), (START_KEYWORDS, Intent.START)):
         if text in keywords:
             return Classification(intent, text, text)
-    phrase = opt_out_phrase(text)
+    phrase = opt_out_words.phrase(body)
     if phrase is not None:
         return Classification(Intent.OPT_OUT, phrase, text)
     return Classification(Intent.OTHER, None, text)
 
 
 def opt_out_phrase(normalised_text: str) -> str | None:
-    """The name of the first opt-out phrase found in already normalised text, else None."""
-    for name, pattern in OPT_OUT_PHRASES:
-        if pattern.search(normalised_text):
-            return name
-    return None
+    """The name of the first opt-out phrase found in the text, else None."""
+    return opt_out_words.phrase(normalised_text)
 
 
 # --- the replies ------------------------------------------------------------------------------
