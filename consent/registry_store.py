@@ -59,8 +59,8 @@ FIRST_NPA = 200                      # NANP area codes start with 2-9
 NPA_SLOTS = 1000
 MANIFEST_NAME = "manifest.json"
 BITSETS_NAME = "bitsets.bin"
-FORMAT = 1
-MALFORMED_SAMPLES = 20               # malformed lines reported one by one; the rest are counted
+FORMAT = 2                           # 2: per-area-code coverage (sync date and files of each)
+MALFORMED_SAMPLES = 100              # malformed lines reported one by one; the rest are counted
 READ_BYTES = 8 << 20                 # text is parsed in blocks of this size: temporaries stay small
 LOOKUP_BATCH = 65536                 # lookups run in cache-sized slices: big temporaries page-fault
 MAX_LINE_BYTES = 1 << 20             # a longer "line" is junk: cut it so memory stays bounded
@@ -73,6 +73,25 @@ class RegistryInputError(ValueError):
 
 class RegistryUnavailable(RuntimeError):
     """An operation needs a national registry baseline and none has been ingested."""
+
+
+class MalformedInput(RegistryInputError):
+    """A load refused whole because some of its lines are malformed: nothing changed, no date
+    was renewed. `samples` names the first bad lines (file, line number, why, text)."""
+
+    def __init__(self, files: Sequence[Path], lines: int, malformed: int, samples: list["MalformedLine"]) -> None:
+        self.lines, self.malformed, self.samples = lines, malformed, samples
+        first = samples[0] if samples else None
+        where = f"; first: {first.file}:{first.line}: {first.reason}: {first.text!r}" if first else ""
+        bad_files = list(dict.fromkeys(sample.file for sample in samples)) or [str(p) for p in files]
+        named = ", ".join(bad_files[:3]) + (f" and {len(bad_files) - 3} more files" if len(bad_files) > 3 else "")
+        super().__init__(f"{malformed:,} malformed line{'s' if malformed != 1 else ''} in {named}: "
+                         "nothing was loaded and no sync date was renewed; fix or remove those lines "
+                         f"and load again{where}")
+
+    def to_dict(self) -> dict:
+        return {"error": str(self), "loaded": False, "lines": self.lines, "malformed": self.malformed,
+                "malformed_samples": [asdict(sample) for sample in self.samples]}
 
 
 @dataclass
@@ -95,6 +114,7 @@ class FileReport:
     additions: int = 0               # change lists only
     deletions: int = 0
     skipped: str | None = None       # why a change list was not applied
+    area_codes: list[int] = field(default_factory=list)   # area codes with numbers in the file
 
 
 @dataclass
@@ -102,12 +122,16 @@ class IngestReport:
     version: str
     synced_at: str
     entries: int                     # distinct numbers in the store after the build
-    area_codes: int
+    area_codes: int                  # area codes in the store after the build
     lines: int
     malformed: int
     malformed_samples: list[MalformedLine]
     files: list[FileReport]
     seconds: float
+    area_codes_loaded: list[str] = field(default_factory=list)   # replaced by this load
+    area_codes_kept: list[str] = field(default_factory=list)     # held before, not in this load
+    area_codes_dropped: list[str] = field(default_factory=list)  # removed by replace_all
+    replace_all: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,6 +151,7 @@ class ChangeReport:
     malformed_samples: list[MalformedLine]
     files: list[FileReport]
     seconds: float
+    area_codes_renewed: list[str] = field(default_factory=list)  # held area codes the lists touched
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -225,10 +250,21 @@ def _blocks(handle: BinaryIO, digest: "hashlib._Hash | None") -> Iterator[bytes]
 
 
 _FULL_LINE = re.compile(rb"^\s*(\d{3})\s*,?\s*(\d{7})\s*$")
-_CHANGE_LINE = re.compile(
-    rb"^\s*(?:(?P<sign>[+-])\s*)?(?P<npa>\d{3})\s*,?\s*(?P<line>\d{7})\s*(?:,\s*(?P<flag>[A-Za-z]*)\s*(?:,.*)?)?$")
+# The commonest change-list shape, decoded without splitting fields: AAA,NNNNNNN,F or AAANNNNNNN,F.
+_CHANGE_LINE = re.compile(rb"^\s*(?P<npa>\d{3})\s*,?\s*(?P<line>\d{7})\s*,\s*(?P<flag>[AaDd])\s*$")
 _ADD_FLAGS = {b"A", b"ADD", b"ADDED", b"ADDITION"}
 _DELETE_FLAGS = {b"D", b"DEL", b"DELETE", b"DELETED", b"DELETION"}
+_FIELD_SEPARATORS = re.compile(rb"[,;\t|]")
+_QUOTES = b"\"' "
+_NUMBER_FIELD = re.compile(rb"^[+-]?[\d\s().-]+$")
+_SIGNED = re.compile(rb"^([+-])\s*\d")
+_DATE_FIELDS = ((re.compile(rb"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
+                (re.compile(rb"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"), None),
+                (re.compile(rb"^\d{1,2}/\d{1,2}/\d{4}$"), "%m/%d/%Y"),
+                (re.compile(rb"^\d{1,2}/\d{1,2}/\d{2}$"), "%m/%d/%y"),
+                (re.compile(rb"^\d{8}$"), "%Y%m%d"))
+_TIME_FIELD = re.compile(rb"^\d{1,2}:\d{2}(:\d{2})?$")
+_HEADER_FIELD = re.compile(rb"^[A-Za-z][A-Za-z _./#()-]*$")
 
 
 def _nanp_problem(npa: bytes, exchange_first: int) -> str | None:
@@ -244,15 +280,123 @@ def _shown(raw: bytes) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _fields(raw: bytes) -> list[bytes]:
+    """The non-empty fields of a line, unquoted: `"212","5550123"` and `212, 5550123` alike."""
+    fields = (field.strip().strip(_QUOTES) for field in _FIELD_SEPARATORS.split(raw.strip()))
+    return [field for field in fields if field]
+
+
+def is_header_line(raw: bytes) -> bool:
+    """A column-title line such as `phone,flag,date`: words only, no digit, not just flags."""
+    fields = _fields(raw)
+    return (bool(fields) and all(_HEADER_FIELD.match(field) for field in fields)
+            and not all(field.upper() in _ADD_FLAGS | _DELETE_FLAGS for field in fields))
+
+
+def _date_problem(field: bytes) -> str | None | bool:
+    """False when `field` is not shaped like a date or time; None for a real one; else why not."""
+    if _TIME_FIELD.match(field):
+        return None
+    for pattern, layout in _DATE_FIELDS:
+        if pattern.match(field):
+            try:
+                if layout is None:
+                    datetime.fromisoformat(field.decode().replace("Z", "+00:00"))
+                else:
+                    datetime.strptime(field.decode(), layout)
+            except ValueError:
+                return f"{field.decode()!r} is not a valid date"
+            return None
+    return False
+
+
+@dataclass
+class _LineParts:
+    """What one registry line says: its number's digits, an add/delete flag, a +/- prefix."""
+
+    digits: bytes = b""
+    area_code: bytes = b""           # a 3-digit field waiting for its 7-digit number
+    flag: bytes | None = None
+    sign: bytes | None = None
+
+
+def _read_number_field(field: bytes, parts: _LineParts) -> str | None:
+    """Fold one digits field into `parts`; why it cannot be read, or None."""
+    signed = _SIGNED.match(field)
+    sign = signed.group(1) if signed else None
+    digits = bytes(byte for byte in field if 48 <= byte <= 57)
+    if sign == b"+" and len(digits) == 11 and digits[:1] == b"1":
+        sign = None                              # E.164 (+1AAANNNNNNN), not an addition prefix
+    if sign is not None:
+        if parts.sign is not None or parts.digits or parts.area_code:
+            return "a +/- prefix inside the line"
+        parts.sign = sign
+    if parts.digits:
+        return "more than one phone number on the line"
+    if len(digits) == 11 and digits[:1] == b"1":
+        digits = digits[1:]
+    if len(digits) == 10 and not parts.area_code:
+        parts.digits = digits
+    elif len(digits) == 3 and not parts.area_code:
+        parts.area_code = digits
+    elif len(digits) == 7 and parts.area_code:
+        parts.digits, parts.area_code = parts.area_code + digits, b""
+    elif len(digits) == 7:
+        return f"{field.decode(errors='replace')!r}: seven digits without an area code"
+    else:
+        return f"{field.decode(errors='replace')!r}: {len(digits)} digits, not a 10-digit phone number"
+    return None
+
+
+def _read_line_parts(raw: bytes) -> _LineParts | str:
+    """Every field of a line sorted into number, flag and date; why a field is unusable otherwise.
+
+    The FTC does not publish its column order, so fields are recognised by what they hold."""
+    parts = _LineParts()
+    for field in _fields(raw):
+        upper = field.upper()
+        if upper in _ADD_FLAGS or upper in _DELETE_FLAGS:
+            if parts.flag is not None:
+                return "more than one add/delete flag"
+            parts.flag = upper
+            continue
+        date = _date_problem(field)
+        if date is None:
+            continue
+        if date is not False:
+            return date
+        if _NUMBER_FIELD.match(field):
+            problem = _read_number_field(field, parts)
+            if problem:
+                return problem
+        elif field.isalpha() and len(field) <= 3:
+            return f"unknown change flag {field.decode()!r} (use A or D)"
+        else:
+            return f"{_shown(field)!r} is neither a phone number, an A/D flag nor a date"
+    if parts.area_code:
+        return "a 3-digit area code without its 7-digit number"
+    if not parts.digits:
+        return "no phone number on the line"
+    return parts
+
+
 def parse_full_line(raw: bytes) -> int | str | None:
-    """The 10-digit number on one full-download line, None for a blank line, or why it is malformed."""
+    """The 10-digit number on one full-list line, None for a blank line, or why it is malformed.
+
+    A full list holds numbers only; an addition flag (or a date) beside one is tolerated, a
+    deletion is not: it means a change list was given as a full list."""
     if not raw.strip():
         return None
     match = _FULL_LINE.match(raw)
-    if not match:
-        return "expected AAA,NNNNNNN or AAANNNNNNN"
-    npa, line = match.groups()
-    return _nanp_problem(npa, line[0]) or int(npa + line)
+    if match:
+        npa, line = match.groups()
+        return _nanp_problem(npa, line[0]) or int(npa + line)
+    parts = _read_line_parts(raw)
+    if isinstance(parts, str):
+        return parts
+    if parts.sign == b"-" or (parts.flag is not None and parts.flag in _DELETE_FLAGS):
+        return "a deletion in a full list: load change lists with `outbound dnc import changes`"
+    return _nanp_problem(parts.digits[:3], parts.digits[3]) or int(parts.digits)
 
 
 def parse_change_line(raw: bytes) -> tuple[int, bool] | str | None:
@@ -260,23 +404,37 @@ def parse_change_line(raw: bytes) -> tuple[int, bool] | str | None:
     if not raw.strip():
         return None
     match = _CHANGE_LINE.match(raw)
-    if not match:
-        return "expected AAA,NNNNNNN,A|D[,date] or +/-AAANNNNNNN"
-    sign, flag = match["sign"], (match["flag"] or b"").upper()
-    if sign and flag:
+    if match:
+        problem = _nanp_problem(match["npa"], match["line"][0])
+        return problem or (int(match["npa"] + match["line"]), match["flag"] in b"Aa")
+    parts = _read_line_parts(raw)
+    if isinstance(parts, str):
+        return parts
+    if parts.sign and parts.flag:
         return "both a +/- prefix and an A/D flag"
-    if sign:
-        addition = sign == b"+"
-    elif flag in _ADD_FLAGS:
-        addition = True
-    elif flag in _DELETE_FLAGS:
-        addition = False
-    elif flag:
-        return f"unknown change flag {flag.decode()!r} (use A or D)"
+    if parts.sign:
+        addition = parts.sign == b"+"
+    elif parts.flag:
+        addition = parts.flag in _ADD_FLAGS
     else:
         return "no add/delete flag: a change list line needs A or D, or a +/- prefix"
-    problem = _nanp_problem(match["npa"], match["line"][0])
-    return problem or (int(match["npa"] + match["line"]), addition)
+    return _nanp_problem(parts.digits[:3], parts.digits[3]) or (int(parts.digits), addition)
+
+
+def _without_header(block: bytes) -> bytes:
+    """The first block of a file with its first non-blank line blanked when that is a header.
+
+    The line stays (empty) so that every later line keeps its number; a header-like line
+    anywhere else is malformed."""
+    start = 0
+    while start < len(block):
+        end = block.find(b"\n", start)
+        end = len(block) if end < 0 else end
+        line = block[start:end]
+        if line.strip():
+            return block[:start] + block[end:] if is_header_line(line) else block
+        start = end + 1
+    return block
 
 
 class _LineAccounting:
@@ -372,16 +530,19 @@ class _Accumulator:
         self.marks = np.frombuffer(self._map, dtype=np.bool_)
         self.present = np.zeros(NPA_SLOTS, dtype=bool)
 
-    def add(self, numbers: np.ndarray) -> None:
+    def add(self, numbers: np.ndarray) -> list[int]:
+        """Mark `numbers`; the area codes they are in."""
         if not len(numbers):
-            return
+            return []
         self.marks[numbers - FIRST_NPA * NUMBERS_PER_NPA] = True
         npas = numbers // NUMBERS_PER_NPA
         low, high = int(npas.min()), int(npas.max())
         if low == high:                       # a per-area-code file: skip the count
             self.present[low] = True
-        else:
-            self.present |= np.bincount(npas, minlength=NPA_SLOTS).astype(bool)
+            return [low]
+        present = np.bincount(npas, minlength=NPA_SLOTS).astype(bool)
+        self.present |= present
+        return np.flatnonzero(present).tolist()
 
     def area_codes(self) -> list[int]:
         return np.flatnonzero(self.present).tolist()
@@ -408,6 +569,31 @@ def _iso(instant: datetime) -> str:
 
 def _parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def not_in_future(instant: datetime, now: datetime | None, what: str) -> datetime:
+    """`instant`, or RegistryInputError when it is later than `now` (default: the real clock).
+
+    Data cannot have been obtained after the moment it is loaded; a future date would keep it
+    "fresh" past the 31-day limit."""
+    if instant.tzinfo is None:
+        raise ValueError("naive datetime: give instants with a time zone (UTC)")
+    now = now or datetime.now(timezone.utc)
+    if instant > now:
+        raise RegistryInputError(f"{what} {_iso(instant)} is in the future (now {_iso(now)}): "
+                                 "give when the data was actually obtained")
+    return instant
+
+
+def coverage_of(manifest: dict) -> dict[str, dict]:
+    """{area code "NPA": {synced_at, baseline_synced_at, files, ...}} of the area codes with data.
+
+    A store built before coverage was recorded (format 1) had one sync date for everything."""
+    if "coverage" in manifest:
+        return manifest["coverage"]
+    names = [entry["name"] for entry in manifest["files"]]
+    return {f"{npa:03d}": {"synced_at": manifest["synced_at"], "baseline_synced_at": manifest["baseline_synced_at"],
+                           "files": names} for npa in manifest["area_codes"]}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -482,6 +668,19 @@ class _View:
         with path.open("rb") as handle:
             self.map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         self.bits = np.frombuffer(self.map, dtype=np.uint8)
+        self.coverage = coverage_of(manifest)
+        self.covered = np.zeros(NPA_SLOTS, dtype=bool)      # area codes with registry data
+        self.covered[[int(npa) for npa in self.coverage]] = True
+
+    def synced_at(self, number: int) -> str | None:
+        """The sync date of the number's area code; None when its area code has no data."""
+        held = self.coverage.get(f"{number // NUMBERS_PER_NPA:03d}")
+        return held["synced_at"] if held else None
+
+    def bitset_bytes(self, npa: int) -> memoryview:
+        """The stored bitset of one area code (it must be in the store)."""
+        start = int(self.base[npa]) // 8
+        return memoryview(self.map)[start:start + BYTES_PER_NPA]
 
     def contains(self, number: int) -> bool:
         npa, line = divmod(number, NUMBERS_PER_NPA)
@@ -580,26 +779,47 @@ class RegistryStore:
         return view.contains_array(numbers)
 
     def status(self) -> dict:
-        manifest = self.manifest()
-        if manifest is None:
-            return {"entries": 0, "area_codes": 0, "version": None, "synced_at": None,
-                    "baseline_synced_at": None, "files": [], "changes": [], "size_bytes": 0,
-                    "path": str(self.path)}
-        bitsets = self.path / manifest["generation"] / BITSETS_NAME
-        return {"entries": manifest["entries"], "area_codes": len(manifest["area_codes"]),
-                "version": manifest["version"], "synced_at": manifest["synced_at"],
-                "baseline_synced_at": manifest["baseline_synced_at"], "files": manifest["files"],
-                "changes": manifest["changes"], "size_bytes": bitsets.stat().st_size,
-                "path": str(self.path)}
-
-    def national_fact(self, phone: str) -> dict:
-        """The gate's `dnc.national` fact; `synced_at` None (no data) makes the gate fail closed."""
+        """What the store holds. `synced_at` is the oldest area code's sync (the data is only as
+        fresh as that); `coverage` gives each held area code's sync date and files."""
         view = self._current_view()
         if view is None:
-            return {"listed": False, "registered_on": None, "synced_at": None}
+            return {"entries": 0, "area_codes": 0, "version": None, "synced_at": None,
+                    "baseline_synced_at": None, "files": [], "changes": [], "size_bytes": 0,
+                    "path": str(self.path), "area_codes_held": [], "oldest_synced_at": None,
+                    "newest_synced_at": None, "coverage": {}}
+        manifest, coverage = view.manifest, view.coverage
+        bitsets = self.path / manifest["generation"] / BITSETS_NAME
+        synced = sorted(held["synced_at"] for held in coverage.values())
+        return {"entries": manifest["entries"], "area_codes": len(manifest["area_codes"]),
+                "version": manifest["version"], "synced_at": synced[0] if synced else None,
+                "baseline_synced_at": manifest["baseline_synced_at"], "files": manifest["files"],
+                "changes": manifest["changes"], "size_bytes": bitsets.stat().st_size,
+                "path": str(self.path), "area_codes_held": sorted(coverage),
+                "oldest_synced_at": synced[0] if synced else None,
+                "newest_synced_at": synced[-1] if synced else None,
+                "coverage": {npa: {**held, "entries": manifest["entries_by_area_code"].get(str(int(npa)), 0)}
+                             for npa, held in sorted(coverage.items())}}
+
+    def national_fact(self, phone: str) -> dict:
+        """The gate's `dnc.national` fact for one number, as of its own area code's data.
+
+        `synced_at` is None when that area code has no registry data (never loaded, or only
+        seen in a change list): the gate then fails closed for telemarketing."""
+        view = self._current_view()
         number = ten_digits(phone)
-        listed = bool(number is not None and view.contains(number))
-        return {"listed": listed, "registered_on": None, "synced_at": view.manifest["synced_at"]}
+        if view is None or number is None:
+            return {"listed": False, "registered_on": None, "synced_at": None}
+        return {"listed": bool(view.contains(number)), "registered_on": None,
+                "synced_at": view.synced_at(number)}
+
+    def covered_array(self, numbers: np.ndarray) -> np.ndarray:
+        """Whether each 10-digit number's area code has registry data (False for invalid ones)."""
+        view = self._current_view()
+        if view is None:
+            return np.zeros(len(numbers), dtype=bool)
+        npas = numbers // NUMBERS_PER_NPA
+        in_range = (npas >= FIRST_NPA) & (npas < NPA_SLOTS)
+        return view.covered[np.where(in_range, npas, 0)] & in_range
 
     def close(self) -> None:
         if self._view is not None:
@@ -619,45 +839,92 @@ class RegistryStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def ingest_full(self, paths: Iterable[str | os.PathLike], synced_at: datetime) -> IngestReport:
-        """Replace the store with a full download (the new baseline for every area code)."""
+    def ingest_full(self, paths: Iterable[str | os.PathLike], synced_at: datetime, *,
+                    replace_all: bool = False, now: datetime | None = None) -> IngestReport:
+        """Load full lists, one area code (or state, or the whole registry) per file.
+
+        Each area code with numbers in the files replaces that area code's data: its numbers,
+        its sync date, the files it came from. Area codes not in the files are kept with their
+        own dates, since the FTC delivers one file per area code. `replace_all` makes the files
+        the whole registry instead: an area code absent from them is dropped, so it has no data
+        and telemarketing to it is blocked.
+
+        Atomic: a malformed line, a sync date later than `now`, or no number at all raises and
+        changes nothing."""
         started = time.perf_counter()
+        synced = _iso(not_in_future(synced_at, now, "the sync date"))
         files = expand_paths(paths)
         accounting = _LineAccounting()
         accumulator = _Accumulator()
         try:
             reports = [self._read_full_file(path, accumulator, accounting) for path in files]
-            area_codes = accumulator.area_codes()
-            if not area_codes:
+            if accounting.malformed:
+                raise MalformedInput(files, accounting.lines, accounting.malformed, accounting.samples)
+            loaded = accumulator.area_codes()
+            if not loaded:
                 # An empty or failed download must not silently empty the registry: every
                 # number would then look unlisted.
                 raise RegistryInputError(
                     f"no valid number in {', '.join(str(p) for p in files)}: store left unchanged "
                     f"({accounting.malformed} malformed lines)")
-            synced = _iso(synced_at)
-            file_entries = [_file_entry(report) for report in reports]
-            version = _version(synced, [entry["sha256"] for entry in file_entries])
             with self._build_lock():
+                view = self._current_view()
+                previous = view.manifest["area_codes"] if view else []
+                kept = [] if replace_all or view is None else sorted(set(previous) - set(loaded))
                 generation = self._new_building_folder()
                 try:
-                    entries_by_npa = _write_bitsets(generation / BITSETS_NAME, accumulator, area_codes)
-                    manifest = {
-                        "format": FORMAT, "version": version, "bit_order": "little",
-                        "synced_at": synced, "baseline_synced_at": synced,
-                        "built_at": _iso(datetime.now(timezone.utc)), "area_codes": area_codes,
-                        "entries_by_area_code": {str(k): v for k, v in entries_by_npa.items()},
-                        "entries": sum(entries_by_npa.values()), "files": file_entries, "changes": [],
-                    }
+                    manifest = self._full_manifest(generation, view, accumulator, loaded, kept,
+                                                   reports, synced, replace_all)
                     self._publish(generation, manifest)
                 except BaseException:
                     shutil.rmtree(generation, ignore_errors=True)
                     raise
         finally:
             accumulator.close()
-        return IngestReport(version=version, synced_at=synced, entries=manifest["entries"],
-                            area_codes=len(area_codes), lines=accounting.lines,
+        return IngestReport(version=manifest["version"], synced_at=synced, entries=manifest["entries"],
+                            area_codes=len(manifest["area_codes"]), lines=accounting.lines,
                             malformed=accounting.malformed, malformed_samples=accounting.samples,
-                            files=reports, seconds=round(time.perf_counter() - started, 3))
+                            files=reports, seconds=round(time.perf_counter() - started, 3),
+                            area_codes_loaded=[f"{npa:03d}" for npa in loaded],
+                            area_codes_kept=[f"{npa:03d}" for npa in kept],
+                            area_codes_dropped=[f"{npa:03d}" for npa in sorted(set(previous) - set(loaded) - set(kept))],
+                            replace_all=replace_all)
+
+    def _full_manifest(self, generation: Path, view: _View | None, accumulator: _Accumulator,
+                       loaded: list[int], kept: list[int], reports: list[FileReport], synced: str,
+                       replace_all: bool) -> dict:
+        """Write the bitsets of a full load into `generation` and return its manifest: the
+        loaded area codes from the files, the kept ones copied from the current version."""
+        fresh = set(loaded)
+        area_codes = sorted(fresh | set(kept))
+        old_entries = view.manifest["entries_by_area_code"] if view else {}
+
+        def bitset_of(npa: int):
+            if npa in fresh:
+                return accumulator.bitset(npa)
+            return view.bitset_bytes(npa), old_entries[str(npa)]
+        entries_by_npa = _write_bitsets(generation / BITSETS_NAME, bitset_of, area_codes)
+        built = _iso(datetime.now(timezone.utc))
+        old_coverage = view.coverage if view else {}
+        coverage = {f"{npa:03d}": old_coverage[f"{npa:03d}"] for npa in kept if f"{npa:03d}" in old_coverage}
+        for npa in loaded:
+            coverage[f"{npa:03d}"] = {"synced_at": synced, "baseline_synced_at": synced, "loaded_at": built,
+                                      "files": [Path(r.path).name for r in reports if npa in r.area_codes]}
+        new_files = [{**_file_entry(report), "area_codes": report.area_codes, "synced_at": synced}
+                     for report in reports]
+        still_backing = [entry for entry in (view.manifest["files"] if view else [])
+                         if set(entry.get("area_codes", view.manifest["area_codes"])) & set(kept)]
+        changes = [] if replace_all or view is None else view.manifest["changes"]
+        files = still_backing + new_files
+        baseline = min(held["baseline_synced_at"] for held in coverage.values())
+        return {"format": FORMAT, "bit_order": "little", "built_at": built,
+                "version": _version(baseline, [f["sha256"] for f in files] + [c["sha256"] for c in changes],
+                                    changes=len(changes)),
+                "synced_at": min(held["synced_at"] for held in coverage.values()),
+                "baseline_synced_at": baseline, "area_codes": area_codes,
+                "entries_by_area_code": {str(k): v for k, v in entries_by_npa.items()},
+                "entries": sum(entries_by_npa.values()), "files": files, "changes": changes,
+                "coverage": coverage}
 
     def _read_full_file(self, path: Path, accumulator: _Accumulator, accounting: _LineAccounting) -> FileReport:
         is_zip = zipfile.is_zipfile(path)
@@ -667,6 +934,9 @@ class RegistryStore:
             line_number = 1
             with _opened(source) as handle, _damaged_zip_is_input_error(path):
                 for block in _blocks(handle, digest):
+                    if line_number == 1:
+                        block = _without_header(block)
+
                     def on_malformed(number, reason, raw, label=source.label):
                         accounting.malformed_line(report, label, number, reason, raw)
                     numbers = _parse_full_block(block, line_number, on_malformed)
@@ -674,17 +944,25 @@ class RegistryStore:
                     line_number += lines_in_block
                     report.lines += lines_in_block
                     report.numbers += len(numbers)
-                    accumulator.add(numbers)
+                    report.area_codes.extend(accumulator.add(numbers))
+        report.area_codes = sorted(set(report.area_codes))
         accounting.lines += report.lines
         report.sha256 = file_sha256(path) if is_zip else digest.hexdigest()
         return report
 
-    def apply_changes(self, paths: Iterable[str | os.PathLike], at: datetime) -> ChangeReport:
+    def apply_changes(self, paths: Iterable[str | os.PathLike], at: datetime,
+                      now: datetime | None = None) -> ChangeReport:
         """Apply change lists (additions and deletions) on top of the current version.
 
+        A change list renews, to `at`, the sync date of each held area code it has lines for;
+        an area code it does not mention keeps its date (nothing shows the list covered it).
+        Additions in an area code without a full list are stored but give it no coverage.
+
         A change list already applied (same sha256) is skipped: replaying an old diff after a
-        newer one could re-add a number since deleted, and would claim a fresh `synced_at`."""
+        newer one could re-add a number since deleted, and would claim a fresh `synced_at`.
+        Atomic: a malformed line anywhere, or `at` later than `now`, raises and changes nothing."""
         started = time.perf_counter()
+        not_in_future(at, now, "the sync date")
         files = expand_paths(paths)
         with self._build_lock():
             view = self._current_view()
@@ -704,12 +982,14 @@ class RegistryStore:
                     numbers.append(file_numbers)
                     additions.append(file_additions)
                 reports.append(report)
+            if accounting.malformed:
+                raise MalformedInput(files, accounting.lines, accounting.malformed, accounting.samples)
             numbers_all = np.concatenate(numbers) if numbers else np.zeros(0, np.int64)
             additions_all = np.concatenate(additions) if additions else np.zeros(0, bool)
             numbers_all, additions_all = _last_change_wins(numbers_all, additions_all)
             generation, new_manifest, added, removed = self._build_changed(view, numbers_all, additions_all)
             try:
-                self._finish_changes(generation, manifest, new_manifest, reports, at)
+                renewed = self._finish_changes(generation, manifest, new_manifest, reports, at)
             except BaseException:
                 shutil.rmtree(generation, ignore_errors=True)
                 raise
@@ -719,25 +999,39 @@ class RegistryStore:
                             deletions=sum(r.deletions for r in reports if not r.skipped),
                             lines=accounting.lines, malformed=accounting.malformed,
                             malformed_samples=accounting.samples, files=reports,
-                            seconds=round(time.perf_counter() - started, 3))
+                            seconds=round(time.perf_counter() - started, 3),
+                            area_codes_renewed=renewed)
 
     def _finish_changes(self, generation: Path, manifest: dict, new_manifest: dict,
-                        reports: list[FileReport], at: datetime) -> None:
-        """Record the change lists in the new manifest and publish the new version."""
+                        reports: list[FileReport], at: datetime) -> list[str]:
+        """Record the change lists in the new manifest and publish the new version; the area
+        codes whose sync date the lists renewed."""
         synced = _iso(at)
         applied_now = [report for report in reports if not report.skipped]
         new_manifest["changes"] = manifest["changes"] + [
             {**_file_entry(report), "applied_at": synced, "additions": report.additions,
-             "deletions": report.deletions} for report in applied_now]
-        # A change list is the registry as of its download: it renews synced_at. The baseline
-        # date stays, so status can still ask for a fresh full download.
-        new_manifest["synced_at"] = synced if applied_now else manifest["synced_at"]
+             "deletions": report.deletions, "area_codes": report.area_codes} for report in applied_now]
+        # A change list is the registry as of its download: it renews the sync date of the
+        # held area codes it touches (never backwards). The baseline dates stay, so status can
+        # still ask for a fresh full download.
+        coverage = {npa: dict(held) for npa, held in coverage_of(manifest).items()}
+        renewed = set()
+        for report in applied_now:
+            for npa in (f"{code:03d}" for code in report.area_codes if f"{code:03d}" in coverage):
+                held = coverage[npa]
+                if _parse_iso(held["synced_at"]) < at:
+                    held["synced_at"] = synced
+                held["last_change_list"] = Path(report.path).name
+                renewed.add(npa)
+        new_manifest.update(format=FORMAT, coverage=coverage,
+                            synced_at=min((held["synced_at"] for held in coverage.values()), default=None))
         new_manifest["version"] = _version(
             new_manifest["baseline_synced_at"],
             [f["sha256"] for f in manifest["files"]] + [c["sha256"] for c in new_manifest["changes"]],
             changes=len(new_manifest["changes"]))
         new_manifest["built_at"] = _iso(datetime.now(timezone.utc))
         self._publish(generation, new_manifest)
+        return sorted(renewed)
 
     def _build_changed(self, view: _View, numbers: np.ndarray, additions: np.ndarray):
         """A new generation: the current bitsets copied, then the changes written into the copy."""
@@ -840,12 +1134,13 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _write_bitsets(target: Path, accumulator: _Accumulator, area_codes: list[int]) -> dict[int, int]:
+def _write_bitsets(target: Path, bitset_of: Callable[[int], tuple], area_codes: list[int]) -> dict[int, int]:
+    """Write each area code's bitset, in order; {area code: numbers listed}."""
     entries: dict[int, int] = {}
     with target.open("wb") as handle:
         for npa in area_codes:
-            bitset, count = accumulator.bitset(npa)
-            handle.write(bitset.tobytes())
+            bitset, count = bitset_of(npa)
+            handle.write(bitset)
             entries[npa] = count
         handle.flush()
         os.fsync(handle.fileno())
@@ -863,6 +1158,8 @@ def _read_change_file(path: Path, accounting: _LineAccounting) -> tuple[FileRepo
         line_number = 0
         with _opened(source) as handle, _damaged_zip_is_input_error(path):
             for block in _blocks(handle, digest):
+                if line_number == 0:
+                    block = _without_header(block)
                 for raw in block.split(b"\n")[:-1]:
                     line_number += 1
                     parsed = parse_change_line(raw)
@@ -875,9 +1172,11 @@ def _read_change_file(path: Path, accounting: _LineAccounting) -> tuple[FileRepo
     accounting.lines += report.lines
     report.sha256 = file_sha256(path) if is_zip else digest.hexdigest()
     additions_array = np.array(additions, dtype=bool)
+    numbers_array = np.array(numbers, dtype=np.int64)
     report.additions = int(additions_array.sum())
     report.deletions = len(additions) - report.additions
-    return report, np.array(numbers, dtype=np.int64), additions_array
+    report.area_codes = np.unique(numbers_array // NUMBERS_PER_NPA).tolist()
+    return report, numbers_array, additions_array
 
 
 def _last_change_wins(numbers: np.ndarray, additions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
