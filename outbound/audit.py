@@ -1,10 +1,12 @@
-"""The append-only, hash-chained audit log.
+"""The append-only, hash-chained audit log, keyed.
 
 Each event's hash covers its own content and the hash of the event before it:
 
-    hash = sha256(canonical_json({id, at, actor, action, subject, payload, prev_hash}))
+    hash = HMAC-SHA256(key, canonical_json({id, at, actor, action, subject, payload, prev_hash}))
 
-with `at` in ISO 8601 UTC ending in `Z` and the first event's prev_hash 64 zeros. The single
+with `at` in ISO 8601 UTC ending in `Z` and the first event's prev_hash 64 zeros. The key is
+kept outside the database (`outbound.audit_key`): someone who can write the database but does
+not hold the key cannot recompute the chain after an edit. The single
 `audit_head` row holds the id and hash of the last event: it serialises appends and lets `verify`
 notice events cut from the end, which no link inside the chain could reveal.
 
@@ -17,12 +19,21 @@ It writes inside the caller's transaction and does not commit: the event is stor
 if the change it records is.
 
 What the chain proves: any edit, deletion, insertion or reordering of stored events is found,
-unless whoever made it also recomputed every later hash and the head. Publishing the head hash
-outside the database from time to time (a report, a ticket) closes that gap.
+unless whoever made it also held the key and recomputed every later hash and the head. An
+anchor closes that gap too: `outbound audit anchor` prints the head (id and hash) for compliance
+to keep outside the system, and `verify(anchor=...)` then proves nothing up to it changed.
+
+What it protects besides itself: every consent, revocation, business-relationship and DNC
+change carries the digest of the rows it wrote (`consent.row_digest`); `verify` re-reads those
+tables and reports each row that differs from, lacks, or was removed after its audit event
+(`outbound.audit_rows`).
+
+Chains written before migration 0006 were unkeyed sha256: that migration verified them, re-keyed
+every event and recorded the digest of every fact row then on file; it refuses to upgrade a
+broken chain. There is no "legacy" event kind an attacker could write.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,6 +43,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, func, insert, select, type_coerce
 from sqlmodel import Session
 
+from outbound import audit_rows
+from outbound.audit_key import AuditKey, current_key, keyed_hash
 from outbound.db import insert_ignoring_duplicates
 from outbound.models import AuditEvent, AuditHead
 
@@ -67,29 +80,35 @@ def iso_utc(at: datetime) -> str:
 
 
 def event_hash(*, id: int, at: datetime, actor: str, action: str, subject: str | None,
-               payload: Any, prev_hash: str) -> str:
-    """sha256 of canonical_json({id, at, actor, action, subject, payload, prev_hash})."""
-    return _hash_event_text(id, iso_utc(at), actor, action, subject, canonical_json(payload),
-                            prev_hash)
+               payload: Any, prev_hash: str, key: AuditKey | None = None) -> str:
+    """HMAC-SHA256 under `key` (default: the configured key) of
+    canonical_json({id, at, actor, action, subject, payload, prev_hash})."""
+    return _hash_event_text(key or current_key(), id, iso_utc(at), actor, action, subject,
+                            canonical_json(payload), prev_hash)
 
 
 # The string encoder json.dumps(ensure_ascii=False) itself uses (the C one when available).
 _json_string = json.encoder.encode_basestring
 
 
-def _hash_event_text(event_id: int, at_iso: str, actor: str, action: str, subject: str | None,
-                     payload_json: str, prev_hash: str) -> str:
-    # canonical_json of the event, written out key by key in sorted order (action, actor, at,
-    # id, payload, prev_hash, subject) with the stored canonical payload spliced in as is, so
-    # verify hashes a million events without parsing and re-serialising every payload.
-    # test_audit checks this equals sha256(canonical_json(document)) on arbitrary content.
-    text = "".join((
+def _hash_event_text(key: AuditKey, event_id: int, at_iso: str, actor: str, action: str,
+                     subject: str | None, payload_json: str, prev_hash: str) -> str:
+    return keyed_hash(key, event_text(event_id, at_iso, actor, action, subject, payload_json,
+                                      prev_hash))
+
+
+def event_text(event_id: int, at_iso: str, actor: str, action: str, subject: str | None,
+               payload_json: str, prev_hash: str) -> str:
+    """canonical_json of the event, written out key by key in sorted order (action, actor, at,
+    id, payload, prev_hash, subject) with the stored canonical payload spliced in as is, so
+    verify hashes a million events without parsing and re-serialising every payload.
+    test_audit checks this equals canonical_json(document) on arbitrary content."""
+    return "".join((
         '{"action":', _json_string(action), ',"actor":', _json_string(actor),
         ',"at":"', at_iso, '","id":', str(event_id), ',"payload":', payload_json,
         ',"prev_hash":', _json_string(prev_hash),
         ',"subject":', "null" if subject is None else _json_string(subject), "}",
     ))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --- append -----------------------------------------------------------------------------------
@@ -100,9 +119,10 @@ def append(session: Session, *, actor: str, action: str, subject: str | None, pa
     committed). Concurrent appenders queue on the head row, so ids and links never fork."""
     payload_json = canonical_json(payload)
     at = _as_utc(at)
-    head = _lock_head(session)
+    key = current_key()
+    head = _lock_head(session, key)
     event_id = head.last_id + 1
-    digest = _hash_event_text(event_id, iso_utc(at), actor, action, subject, payload_json,
+    digest = _hash_event_text(key, event_id, iso_utc(at), actor, action, subject, payload_json,
                               head.last_hash)
     event = AuditEvent(id=event_id, at=at, actor=actor, action=action, subject=subject,
                        payload=payload_json, prev_hash=head.last_hash, hash=digest)
@@ -130,14 +150,15 @@ def append_many(session: Session, events: list[NewEvent]) -> list[int]:
     (which every appender queues on) for milliseconds instead of one flush per event."""
     if not events:
         return []
-    head = _lock_head(session)
+    key = current_key()
+    head = _lock_head(session, key)
     rows, last_id, last_hash = [], head.last_id, head.last_hash
     for event in events:
         at = _as_utc(event.at)
         payload_json = canonical_json(event.payload)
         last_id += 1
-        digest = _hash_event_text(last_id, iso_utc(at), event.actor, event.action, event.subject,
-                                  payload_json, last_hash)
+        digest = _hash_event_text(key, last_id, iso_utc(at), event.actor, event.action,
+                                  event.subject, payload_json, last_hash)
         rows.append({"id": last_id, "at": at, "actor": event.actor, "action": event.action,
                      "subject": event.subject, "payload": payload_json, "prev_hash": last_hash,
                      "hash": digest})
@@ -155,7 +176,7 @@ def _as_utc(at: datetime) -> datetime:
     return at.astimezone(timezone.utc)
 
 
-def _lock_head(session: Session) -> AuditHead:
+def _lock_head(session: Session, key: AuditKey) -> AuditHead:
     # Once locked, the head stays ours until this transaction ends: later appends in the same
     # transaction (a dispatch batch) reuse it instead of locking it again.
     transaction = session.get_transaction()
@@ -165,9 +186,13 @@ def _lock_head(session: Session) -> AuditHead:
     # The insert comes first on purpose: on SQLite it is the statement that takes the write
     # lock, so the head read below cannot be stale; on PostgreSQL it creates the head once even
     # when the first two appends race. FOR UPDATE then holds the head until the caller commits.
-    insert_ignoring_duplicates(session, AuditHead.__table__,
-                               {"id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH})
+    insert_ignoring_duplicates(session, AuditHead.__table__, {
+        "id": HEAD_ID, "last_id": 0, "last_hash": GENESIS_HASH, "key_id": key.key_id})
     head = session.execute(_LOCK_HEAD).scalar_one()
+    if head.key_id is None:
+        # A head from before keys (no events yet at the upgrade): the chain begins here. A wrong
+        # key is never refused: an opt-out must be stored whatever; verify reports the key.
+        head.key_id = key.key_id
     session.info[_HELD_HEAD] = (session.get_transaction(), head)
     return head
 
@@ -189,38 +214,117 @@ class BrokenLink:
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """A head published earlier (`outbound audit anchor`): event `id` had hash `hash`."""
+
+    id: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Anchor":
+        """`ID:HASH` as `audit anchor` prints it; ValueError naming what is wrong."""
+        event_id, sep, digest = text.strip().partition(":")
+        digest = digest.strip().lower()
+        if (not sep or not event_id.strip().isdigit() or int(event_id) < 1 or len(digest) != 64
+                or any(c not in "0123456789abcdef" for c in digest)):
+            raise ValueError(f"anchor {text!r}: expected ID:HASH as `outbound audit anchor` prints "
+                             "it, e.g. 1234:followed-by-64-hex-digits")
+        return cls(int(event_id), digest)
+
+    def __str__(self) -> str:
+        return f"{self.id}:{self.hash}"
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     events_checked: int
     last_id: int                       # id of the last event read (0 when there is none)
     broken: BrokenLink | None = None
+    # The fact rows (consent, revocations, business relationships, DNC) against their events;
+    # None when not checked (a broken chain's events cannot vouch for any row).
+    rows: audit_rows.RowCheck | None = None
+    anchor: dict | None = None         # {"id", "hash", "ok"} when an anchor was given
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        result = asdict(self)
+        if self.rows is not None:
+            result["rows"]["ok"] = self.rows.ok
+        return result
 
 
-def verify(session: Session) -> VerifyResult:
-    """Walk the chain once, in id order, streaming rows; stop at the first broken link.
+def head(session: Session) -> Anchor | None:
+    """The current head as an anchor (None when nothing was ever appended). It is only worth
+    keeping once `verify` says the chain is intact."""
+    row = session.execute(select(AuditHead.last_id, AuditHead.last_hash)
+                          .where(AuditHead.id == HEAD_ID)).one_or_none()
+    return None if row is None or row.last_id == 0 else Anchor(row.last_id, row.last_hash)
+
+
+def verify(session: Session, *, anchor: Anchor | None = None, key: AuditKey | None = None,
+           check_rows: bool = True) -> VerifyResult:
+    """Walk the chain once, in id order, streaming rows; stop at the first broken link. Then,
+    if the chain is intact, check the fact rows against the digests its events recorded.
 
     Checks, for each event: its id follows the previous one, its prev_hash is the previous
-    event's hash, and its hash is the hash of its content; then that the head names the last
-    event. Reads one snapshot (see `_begin_snapshot`), so appends running meanwhile are not
-    mistaken for tampering."""
+    event's hash, and its hash is the keyed hash of its content; then that the head names the
+    last event, and that event `anchor.id` still has the anchored hash. Reads one snapshot (see
+    `_begin_snapshot`), so changes committed meanwhile are not mistaken for tampering."""
+    key = key or current_key()
     _begin_snapshot(session)
-    head = session.execute(select(AuditHead.last_id, AuditHead.last_hash)
-                           .where(AuditHead.id == HEAD_ID)).one_or_none()
-    checked, last_id, last_hash = 0, 0, GENESIS_HASH
+    head_row = session.execute(select(AuditHead.last_id, AuditHead.last_hash, AuditHead.key_id)
+                               .where(AuditHead.id == HEAD_ID)).one_or_none()
+    wrong_key = _check_key(head_row, key)
+    if wrong_key is not None:
+        return VerifyResult(ok=False, events_checked=0, last_id=0, broken=wrong_key,
+                            anchor=_anchor_dict(anchor, False))
+    expectations = audit_rows.Expectations()
+    checked, last_id, last_hash, anchored = 0, 0, GENESIS_HASH, None
     for row in _stream_events(session):
         event_id, at_iso, actor, action, subject, payload_json, prev_hash, stored_hash = row
         # The common case (an intact link) costs one hash and three comparisons; the ordered
         # diagnosis runs only once, on the first link that fails.
         if (event_id != last_id + 1 or prev_hash != last_hash or stored_hash != _hash_event_text(
-                event_id, at_iso, actor, action, subject, payload_json, prev_hash)):
-            broken = _diagnose(row, expected_id=last_id + 1, prev_hash=last_hash)
-            return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken=broken)
+                key, event_id, at_iso, actor, action, subject, payload_json, prev_hash)):
+            broken = _diagnose(key, row, expected_id=last_id + 1, prev_hash=last_hash)
+            return VerifyResult(ok=False, events_checked=checked, last_id=last_id, broken=broken,
+                                anchor=_anchor_dict(anchor, None))
+        if audit_rows.carries_rows(payload_json):
+            expectations.add(event_id, payload_json)
+        if anchor is not None and event_id == anchor.id:
+            anchored = stored_hash
         checked, last_id, last_hash = checked + 1, event_id, stored_hash
-    broken = _check_head(head, last_id=last_id, last_hash=last_hash)
-    return VerifyResult(ok=broken is None, events_checked=checked, last_id=last_id, broken=broken)
+    broken = _check_head(head_row, last_id=last_id, last_hash=last_hash)
+    if broken is None and anchor is not None:
+        broken = _check_anchor(anchor, anchored, last_id)
+    rows = audit_rows.check(session, expectations) if broken is None and check_rows else None
+    ok = broken is None and (rows is None or rows.ok)
+    return VerifyResult(ok=ok, events_checked=checked, last_id=last_id, broken=broken, rows=rows,
+                        anchor=_anchor_dict(anchor, None if anchor is None else broken is None))
+
+
+def _check_key(head_row: Any, key: AuditKey) -> BrokenLink | None:
+    if head_row is None or head_row.key_id is None or head_row.key_id == key.key_id:
+        return None
+    return BrokenLink(1, f"the audit key in use ({key.source}, key id {key.key_id}) is not the key "
+                         f"this chain was written with (key id {head_row.key_id}): set "
+                         "OUTBOUND_AUDIT_KEY or OUTBOUND_AUDIT_KEY_FILE to that key")
+
+
+def _check_anchor(anchor: Anchor, anchored: str | None, last_id: int) -> BrokenLink | None:
+    if anchored is None:
+        return BrokenLink(anchor.id, f"anchored event {anchor.id} is gone: the last event is "
+                                     f"{last_id} (events cut and the chain rebuilt)",
+                          expected_hash=anchor.hash)
+    if anchored != anchor.hash:
+        return BrokenLink(anchor.id, f"event {anchor.id} does not have the anchored hash (the chain "
+                                     "up to it was rewritten with the key)",
+                          expected_hash=anchor.hash, found_hash=anchored)
+    return None
+
+
+def _anchor_dict(anchor: Anchor | None, ok: bool | None) -> dict | None:
+    return None if anchor is None else {"id": anchor.id, "hash": anchor.hash, "ok": ok}
 
 
 def _begin_snapshot(session: Session) -> None:
@@ -260,7 +364,7 @@ def _at_iso_sql(dialect: str) -> ColumnElement[str]:
     raise NotImplementedError(f"audit verify: unsupported database {dialect!r}")
 
 
-def _diagnose(row: Any, *, expected_id: int, prev_hash: str) -> BrokenLink:
+def _diagnose(key: AuditKey, row: Any, *, expected_id: int, prev_hash: str) -> BrokenLink:
     event_id, at_iso, actor, action, subject, payload_json, found_prev_hash, stored_hash = row
     # Order matters: a missing id explains everything after it; a bad link on a row that is
     # otherwise intact means a row was removed or slipped in before this one; only a row that
@@ -272,7 +376,7 @@ def _diagnose(row: Any, *, expected_id: int, prev_hash: str) -> BrokenLink:
         return BrokenLink(event_id, f"prev_hash does not match event {expected_id - 1} "
                                     "(row deleted or inserted before it)",
                           expected_hash=prev_hash, found_hash=found_prev_hash)
-    recomputed = _hash_event_text(event_id, at_iso, actor, action, subject, payload_json,
+    recomputed = _hash_event_text(key, event_id, at_iso, actor, action, subject, payload_json,
                                   found_prev_hash)
     return BrokenLink(event_id, "hash mismatch (row edited)",
                       expected_hash=recomputed, found_hash=stored_hash)

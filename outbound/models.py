@@ -180,6 +180,9 @@ class AuditHead(SQLModel, table=True):
     id: int = Field(default=1, primary_key=True)
     last_id: int = 0
     last_hash: str
+    # The id (not the secret) of the HMAC key the chain was written with, so that verify can say
+    # "wrong key" instead of "every event edited" (outbound.audit_key.AuditKey.key_id).
+    key_id: str | None = None
 
 
 from outbound.user_tables import ApiToken, User, WebSession  # noqa: E402,F401  (users and credentials)

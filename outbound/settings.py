@@ -35,6 +35,8 @@ class Settings:
     twilio_api_base: str | None = None              # e.g. a local Prism mock of the Twilio API
     public_url: str | None = None                   # the URL Twilio signs webhooks against
     max_list_bytes: int = DEFAULT_MAX_LIST_BYTES    # largest contact-list file or upload accepted
+    audit_key: str | None = None                    # OUTBOUND_AUDIT_KEY: the audit chain's HMAC key
+    audit_key_file: Path | None = None              # OUTBOUND_AUDIT_KEY_FILE; default data_dir/audit.key
 
 
 def parse_env_file(text: str, source: str = ENV_FILE_NAME) -> dict[str, str]:
@@ -96,6 +98,8 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
         public_url=get("OUTBOUND_PUBLIC_URL"),
         max_list_bytes=_positive_int(get("OUTBOUND_MAX_LIST_BYTES"), "OUTBOUND_MAX_LIST_BYTES",
                                      DEFAULT_MAX_LIST_BYTES),
+        audit_key=get("OUTBOUND_AUDIT_KEY"),
+        audit_key_file=Path(get("OUTBOUND_AUDIT_KEY_FILE")) if get("OUTBOUND_AUDIT_KEY_FILE") else None,
     )
 
 

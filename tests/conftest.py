@@ -33,6 +33,9 @@ from typer.testing import CliRunner
 from outbound.db import dispose_engines, ensure_schema, make_engine, masked_url
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+# The audit chain's HMAC key for tests outside `outbound_env` (which clears it and so gets a
+# fresh audit.key in its data dir): without it the first append would create ./.outbound/audit.key.
+os.environ.setdefault("OUTBOUND_AUDIT_KEY", "test-audit-key-not-secret-0123456789abcdef")
 
 
 def postgres_admin_url() -> URL:

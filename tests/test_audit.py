@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 import threading
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
@@ -81,13 +83,20 @@ def test_a_batch_appended_at_once_continues_the_chain_exactly_as_single_appends_
     assert verify_on(chain).ok and verify_on(chain).events_checked == CHAIN_LENGTH + 4
 
 
-def test_the_hash_is_sha256_of_the_canonical_event_as_specified(chain):
+def specified_hash(text: str) -> str:
+    """HMAC-SHA256 under the test key (conftest sets OUTBOUND_AUDIT_KEY)."""
+    return hmac.new(os.environ["OUTBOUND_AUDIT_KEY"].encode(), text.encode("utf-8"),
+                    hashlib.sha256).hexdigest()
+
+
+def test_the_hash_is_the_keyed_hmac_of_the_canonical_event_as_specified(chain):
     event = rows(chain)[2]
     document = {"id": 2, "at": iso_utc(event["at"]), "actor": event["actor"],
                 "action": event["action"], "subject": event["subject"],
                 "payload": json.loads(event["payload"]), "prev_hash": event["prev_hash"]}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert event["hash"] == hashlib.sha256(text.encode("utf-8")).hexdigest()
+    assert event["hash"] == specified_hash(text)
+    assert event["hash"] != hashlib.sha256(text.encode("utf-8")).hexdigest()
     assert '"at":"2026-07-15T16:02:00.000014Z"' in text
 
 
@@ -102,14 +111,16 @@ def test_the_fast_hash_equals_the_specified_hash_on_any_content(event_id, actor,
     # verify splices the stored payload text into the event; it must hash exactly like the spec.
     document = {"id": event_id, "at": iso_utc(at), "actor": actor, "action": action,
                 "subject": subject, "payload": payload, "prev_hash": GENESIS_HASH}
-    specified = hashlib.sha256(canonical_json(document).encode("utf-8")).hexdigest()
+    specified = specified_hash(canonical_json(document))
     assert event_hash(id=event_id, at=at, actor=actor, action=action, subject=subject,
                       payload=payload, prev_hash=GENESIS_HASH) == specified
 
 
 def test_an_intact_chain_verifies(chain):
-    assert verify_on(chain) == audit.VerifyResult(ok=True, events_checked=CHAIN_LENGTH,
-                                                  last_id=CHAIN_LENGTH, broken=None)
+    result = verify_on(chain)
+    assert (result.ok, result.events_checked, result.last_id, result.broken) == (
+        True, CHAIN_LENGTH, CHAIN_LENGTH, None)
+    assert result.rows.ok and result.rows.rows_checked == 0 and result.anchor is None
 
 
 def test_an_empty_log_verifies(engine):
@@ -347,7 +358,9 @@ def test_verify_counts_the_intact_events_before_the_break(chain):
 def test_appends_continue_a_chain_after_verification(chain):
     assert verify_on(chain).ok
     append_events(chain, 2, start=CHAIN_LENGTH + 1)
-    assert verify_on(chain) == audit.VerifyResult(True, CHAIN_LENGTH + 2, CHAIN_LENGTH + 2)
+    result = verify_on(chain)
+    assert (result.ok, result.events_checked, result.last_id, result.broken) == (
+        True, CHAIN_LENGTH + 2, CHAIN_LENGTH + 2, None)
 
 
 # --- CLI --------------------------------------------------------------------------------------
@@ -391,7 +404,8 @@ def test_audit_verify_json(cli_chain, cli_runner):
     assert json.loads(result.output) == {
         "ok": False, "events_checked": 2, "last_id": 2,
         "broken": {"event_id": 4, "reason": "id gap: expected event 3, found 4 (rows deleted before it)",
-                   "expected_hash": None, "found_hash": None}}
+                   "expected_hash": None, "found_hash": None},
+        "rows": None, "anchor": None}       # a broken chain vouches for no row: not checked
 
 
 def test_audit_tail_shows_the_latest_events_oldest_first(cli_chain, cli_runner):
