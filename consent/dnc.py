@@ -27,6 +27,7 @@ from consent import bulk_numbers
 from consent.location import parse_nanp, to_e164
 from consent.text_files import read_text_file
 from consent.registry_store import STALE_AFTER_DAYS, RegistryStore, age_days
+from consent.row_digest import stored_digests, stored_row_set
 from consent.tables import DncEntry, DncSource
 
 Audit = Callable[..., object]
@@ -98,7 +99,8 @@ def add_internal(session: Session, phone: str, *, reason: str, actor: str, at: d
     session.add(entry)
     session.flush()
     audit(session, actor=actor, action="dnc.internal.add", subject=e164,
-          payload={"entry_id": entry.id, "reason": reason}, at=at)
+          payload={"entry_id": entry.id, "reason": reason,
+                   "row_digests": stored_digests(session, entry)}, at=at)
     return entry, True
 
 
@@ -117,7 +119,8 @@ def remove_internal(session: Session, phone: str, *, reason: str, actor: str, at
         session.add(entry)
     session.flush()
     audit(session, actor=actor, action="dnc.internal.remove", subject=e164,
-          payload={"entry_ids": [e.id for e in entries], "reason": reason}, at=at)
+          payload={"entry_ids": [e.id for e in entries], "reason": reason,
+                   "row_digests": stored_digests(session, *entries)}, at=at)
     return entries
 
 
@@ -228,7 +231,10 @@ def _import_list(session: Session, path: Path, *, kind: str, state: str | None, 
     _insert_entries(session, source, sorted(seen), at, actor)
     audit(session, actor=actor, action=f"dnc.{kind}.import", subject=state or kind,
           payload={"source_id": source.id, "version": source.version, "file": path.name,
-                   "sha256": sha256, "entries": len(seen), "rejected": sum(rejected.values())}, at=at)
+                   "sha256": sha256, "entries": len(seen), "rejected": sum(rejected.values()),
+                   "row_digests": stored_digests(session, source),
+                   "row_sets": [stored_row_set(session, DncEntry.__table__,
+                                               DncEntry.__table__.c.source_id == source.id)]}, at=at)
     return ListImportReport(kind=kind, state=state, source_id=source.id, version=source.version,
                             file=str(path), file_sha256=sha256, lines=lines, entries=len(seen),
                             duplicates=duplicates, rejected=sum(rejected.values()),
@@ -273,7 +279,7 @@ def record_national_load(session: Session, *, kind: str, version: str, files: li
     session.flush()
     audit(session, actor=actor, action=f"dnc.{kind}.import", subject="national",
           payload={"source_id": source.id, "version": version, "entries": entries,
-                   "files": source.meta["files"]}, at=at)
+                   "files": source.meta["files"], "row_digests": stored_digests(session, source)}, at=at)
     return source
 
 

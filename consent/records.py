@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from consent.ledger_io import (
     BusinessRelationshipIn, ConsentIn, LoadedFile, RevocationIn, RevocationVia, RowError, e164_or_none,
 )
+from consent.row_digest import stored_digests
 from consent.tables import BusinessRelationship, ConsentRecord, Revocation
 from consent.types import Channel, ConsentGrant, ConsentKind, ConsentNeed, Purpose, RevocationFact
 
@@ -147,7 +148,8 @@ def add_consent(session: Session, record_in: ConsentIn, *, actor: str, at: datet
     audit(session, actor=actor, action="consent.granted", subject=record.phone, at=at, payload={
         "record_id": record.id, "kind": record.kind, "channels": channels, "purposes": purposes,
         "seller": record.seller, "brand": record.brand, "granted_at": _iso(record.granted_at),
-        "expires_at": _iso(record.expires_at), "evidence": _audited_evidence(record.evidence)})
+        "expires_at": _iso(record.expires_at), "evidence": _audited_evidence(record.evidence),
+        "row_digests": stored_digests(session, record)})
     _link_chain(session, [*chain, record], actor=actor, at=at, audit=audit)
     return Recorded(record, True)
 
@@ -181,6 +183,7 @@ def supersede(session: Session, old: ConsentRecord, new: ConsentRecord, *, actor
     old.superseded_by_id, new.supersedes_id = new.id, old.id
     session.add_all([old, new])
     session.flush()
+    payload["row_digests"] = stored_digests(session, old, new)
     audit(session, actor=actor, action="consent.superseded", subject=old.phone, at=at, payload=payload)
 
 
@@ -226,7 +229,8 @@ def revoke(session: Session, phone: str, channels: Iterable[Channel], via: Revoc
     session.flush()
     audit(session, actor=actor, action="consent.revoked", subject=e164, at=at, payload={
         "revocation_id": revocation.id, "channels": joined, "via": via.value,
-        "received_at": _iso(received), "received_at_given": _iso(received_at), "note": note})
+        "received_at": _iso(received), "received_at_given": _iso(received_at), "note": note,
+        "row_digests": stored_digests(session, revocation)})
     session.commit()
     session.refresh(revocation)      # loaded again, so the caller can read it after the session ends
     return Recorded(revocation, True)
@@ -256,7 +260,8 @@ def add_business_relationship(session: Session, relationship_in: BusinessRelatio
           at=at, payload={"business_relationship_id": relationship.id, "seller": relationship.seller,
                           "last_transaction_at": _iso(relationship.last_transaction_at),
                           "last_inquiry_at": _iso(relationship.last_inquiry_at),
-                          "note": relationship.note})
+                          "note": relationship.note,
+                          "row_digests": stored_digests(session, relationship)})
     return Recorded(relationship, True)
 
 
