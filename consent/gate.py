@@ -12,13 +12,15 @@ dropping or sharing entries never changes an answer; all are bounded.
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from bisect import bisect_right
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from consent import windows
-from consent.rules import RulePack, keep_bounded
+from consent.location import location_under
+from consent.rules import Cap, RulePack, keep_bounded
 from consent.scenario import iso_utc
 from consent.types import (
     AttemptRequest, Channel, ConsentGrant, ConsentKind, ConsentNeed, Decision, Facts, LineType, Location,
@@ -29,7 +31,6 @@ BLOCKING = frozenset({"invalid_number", "location_unknown", "dnc_internal", "dnc
                       "dnc_data_stale", "dnc_national", "dnc_state", "consent_revoked",
                       "consent_missing"})
 DEFERRING = frozenset({"calling_window", "holiday", "frequency_cap"})
-CAP_WINDOW = timedelta(hours=24)
 MAX_CAP_ROUNDS = 16      # window openings re-checked against caps before giving up
 PLACE_LIMIT = 20_000     # places kept per pack (a list touches a few hundred zone/state sets)
 PLACE_ENTRIES_LIMIT = 4_096   # reasons kept per place before its memo starts afresh
@@ -44,6 +45,7 @@ _NOTHING_CAPPED: tuple[tuple[Reason, ...], None] = (_NO_REASONS, None)
 def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetime) -> Decision:
     if at.tzinfo is None:
         raise ValueError("the gate needs an aware instant for `at`")
+    request = located(request, rules)
     location = request.location
     if not location.valid:
         reason = Reason("invalid_number", "nanp.valid_number",
@@ -64,6 +66,14 @@ def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetim
             cap_reasons, cap_free_at = check_caps(facts, flags, at)
             reasons.extend(cap_reasons)
     return decide(reasons, request, facts, rules, place, at, need, cap_free_at)
+
+
+def located(request: AttemptRequest, rules: RulePack) -> AttemptRequest:
+    """The request with its candidate zones formed under this pack's zone overrides (689 in
+    Eastern time only, 928 with the Navajo Nation's daylight time, ...): the decision, its
+    `timezones` and its replay under the same pack all see the corrected zones."""
+    location = location_under(request.location, request.zip, request.state, rules.zone_overrides)
+    return request if location is request.location else replace(request, location=location)
 
 
 def decide(reasons: list[Reason], request: AttemptRequest, facts: Facts, rules: RulePack, place: Place,
@@ -136,7 +146,7 @@ def _decision(verdict: Verdict, reasons: list[Reason], next_allowed_at: datetime
 class StateFlags:
     """What the candidate states add on a given day: caps, and the mini-TCPA consent rule."""
 
-    caps: tuple[tuple[str, int], ...]
+    caps: tuple[tuple[str, Cap], ...]
     automated_needs_written: bool
 
 
@@ -207,7 +217,7 @@ def _flags_on(rules: RulePack, states: tuple[str, ...], days: tuple[date, ...]) 
     if flags is None:
         found = [rule for code in states for day in days
                  if (rule := rules.state_rule(code, day)) is not None]
-        caps = {rule.code: rule.cap_per_24h for rule in found if rule.cap_per_24h}
+        caps = {rule.code: rule.cap for rule in found if rule.cap}
         flags = rules.remember(key, StateFlags(
             caps=tuple(sorted(caps.items())),
             automated_needs_written=any(rule.automated_needs_written_consent for rule in found)))
@@ -445,21 +455,31 @@ def window_reasons(rules: RulePack, place: Place, at: datetime) -> list[Reason]:
 
 
 def check_caps(facts: Facts, flags: StateFlags, at: datetime) -> tuple[list[Reason], datetime | None]:
-    """Reasons for every capped state whose cap is reached, and when the caps free up again."""
+    """Reasons for every capped state whose cap is reached, and when the caps free up again.
+
+    A cap is a count in a rolling window (the pack's data: 3 in 24 hours in FL, 1 in 8 in ME);
+    voice and SMS count together."""
     if not flags.caps or not facts.history:
         return _NOTHING_CAPPED
-    since = at - CAP_WINDOW
-    recent = sorted(attempt.at for attempt in facts.history if since < attempt.at <= at)
+    attempts = sorted(attempt.at for attempt in facts.history if attempt.at <= at)
     reasons, free_at = [], None
     for code, cap in flags.caps:
-        if len(recent) >= cap:
-            # Free once enough of the counted attempts are 24 hours old.
-            state_free_at = recent[len(recent) - cap] + CAP_WINDOW
+        window = cap.window
+        recent = attempts[bisect_right(attempts, at - window):]
+        if len(recent) >= cap.count:
+            # Free one window after the oldest attempt counted (of the latest `count`): from
+            # then on fewer than `count` fall inside the window.
+            state_free_at = recent[len(recent) - cap.count] + window
             free_at = max(free_at, state_free_at) if free_at else state_free_at
             reasons.append(Reason("frequency_cap", f"state.{code}.cap",
-                                  f"{len(recent)} attempts (voice and SMS together) in the 24 hours before "
-                                  f"{iso_utc(at)}; {code} allows {cap}; free again at {iso_utc(state_free_at)}"))
+                                  _cap_detail(code, cap, len(recent), at, state_free_at)))
     return reasons, free_at
+
+
+def _cap_detail(code: str, cap: Cap, counted: int, at: datetime, free_at: datetime) -> str:
+    attempts = "attempt" if counted == 1 else "attempts"
+    return (f"{counted} {attempts} (voice and SMS together) in the {cap.window_hours} hours before "
+            f"{iso_utc(at)}; {code} allows {cap.count}; free again at {iso_utc(free_at)}")
 
 
 def _article(word: str) -> str:

@@ -2,6 +2,10 @@
 
 Everything here depends on the NPA-NXX prefix, the ZIP or the state only, so each lookup is
 cached on that key: a million-row list touches a few thousand prefixes.
+
+A number's zones are phonenumbers' corrected by a rule pack's zone overrides (689 is Eastern,
+928 has the Navajo Nation's daylight time, ...). Every lookup takes the overrides to apply; none
+given means the default pack's, so no caller gets the uncorrected zones by forgetting them.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from phonenumbers import geocoder, timezone as number_timezones
 from phonenumbers.tzdata import TIMEZONE_DATA
 
 from consent import bulk_numbers
+from consent.rules import ZoneOverrides, load_pack
 from consent.types import Location
 
 NANP_COUNTRY_CODE = 1
@@ -72,13 +77,33 @@ def _available_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-@lru_cache(maxsize=65536)
-def prefix_facts(e164_prefix: str) -> tuple[tuple[str, ...], str | None, str | None]:
+def default_zone_overrides() -> ZoneOverrides:
+    """The zone overrides of the default rule pack (what a lookup given none applies)."""
+    return load_pack().zone_overrides
+
+
+def prefix_facts(e164_prefix: str, zone_overrides: ZoneOverrides | None = None
+                 ) -> tuple[tuple[str, ...], str | None, str | None]:
     """(zones, state, region) of a valid number, cached on its first 8 characters (+1NPANXX).
 
-    Zones are empty for non-geographic numbers; libphonenumber keys NANP zones by at most
-    NPA-NXX, so the prefix decides them. State and region belong to the area code.
+    Zones are phonenumbers' corrected by `zone_overrides` (the default pack's when None), empty
+    for non-geographic numbers; libphonenumber keys NANP zones by at most NPA-NXX, so the prefix
+    decides them. State and region belong to the area code.
     """
+    return _prefix_facts(e164_prefix, zone_overrides or default_zone_overrides())
+
+
+@lru_cache(maxsize=65536)
+def _prefix_facts(e164_prefix: str, zone_overrides: ZoneOverrides) -> tuple[tuple[str, ...], str | None, str | None]:
+    zones, state, region = library_prefix_facts(e164_prefix)
+    corrected = zone_overrides.zones_for(e164_prefix[2:8]) if zones else None
+    return (zones if corrected is None else corrected), state, region
+
+
+@lru_cache(maxsize=65536)
+def library_prefix_facts(e164_prefix: str) -> tuple[tuple[str, ...], str | None, str | None]:
+    """prefix_facts as phonenumbers alone says, before any override (what the zone table test
+    compares)."""
     number = phonenumbers.PhoneNumber(country_code=NANP_COUNTRY_CODE, national_number=int(e164_prefix[2:] + "0000"))
     zones = tuple(number_timezones.time_zones_for_geographical_number(number))
     state, region = area_code_facts(e164_prefix[2:5])
@@ -137,13 +162,44 @@ def zip_facts(zip_code: str) -> tuple[str | None, str | None]:
     return _zip_table()[0].get(zip_code.strip()[:5], (None, None))
 
 
+def resolve_location(phone: str, zip_code: str | None = None, state: str | None = None,
+                     zone_overrides: ZoneOverrides | None = None) -> Location:
+    """Candidate zones and states for a contact, the number's zones corrected by `zone_overrides`
+    (the default pack's when None); the gate decides what an empty set means."""
+    return _resolve_location(phone, zip_code, state, zone_overrides or default_zone_overrides())
+
+
+def location_under(location: Location, zip_code: str | None, state: str | None,
+                   zone_overrides: ZoneOverrides) -> Location:
+    """`location` re-resolved under `zone_overrides` when its number is in a prefix that they, or
+    the defaults it may have been resolved with, override; otherwise `location` itself.
+
+    A stored contact's zones, or a scenario's, were resolved under the default pack (or under
+    none, before overrides existed); the gate decides under its own pack, and replay under the
+    pack a decision named, so the zones of an overridden prefix are formed again from the number,
+    ZIP and state under that pack.
+    """
+    e164 = location.e164
+    if e164 is None or not _touches(e164, _prefixes_to_check(zone_overrides)):
+        return location
+    return _resolve_location(e164, zip_code, state, zone_overrides)
+
+
+def _touches(e164: str, prefixes: frozenset[str]) -> bool:
+    return e164[2:5] in prefixes or e164[2:8] in prefixes
+
+
+@lru_cache(maxsize=64)
+def _prefixes_to_check(zone_overrides: ZoneOverrides) -> frozenset[str]:
+    return zone_overrides.prefixes | default_zone_overrides().prefixes
+
+
 @lru_cache(maxsize=262144)
-def resolve_location(phone: str, zip_code: str | None = None, state: str | None = None) -> Location:
-    """Candidate zones and states for a contact; the gate decides what an empty set means."""
+def _resolve_location(phone: str, zip_code: str | None, state: str | None, zone_overrides: ZoneOverrides) -> Location:
     e164 = nanp_e164(phone)
     if e164 is None:
         return Location(e164=None, timezones=(), states=())
-    zones, number_state, region = prefix_facts(e164[:8])
+    zones, number_state, region = _prefix_facts(e164[:8], zone_overrides)
     zip_zone, zip_state = zip_facts(zip_code) if zip_code else (None, None)
     # An address without a state still names one through its ZIP (military AA/AE/AP ZIPs name
     # no state the rules know: they add nothing).

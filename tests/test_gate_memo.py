@@ -18,7 +18,7 @@ from phonenumbers.tzdata import TIMEZONE_DATA
 from consent import gate, rules as rules_module, windows
 from consent.gate import evaluate
 from consent.location import known_states, zones_for_state
-from consent.rules import RulePack, load_pack
+from consent.rules import Cap, RulePack, load_pack
 from consent.scenario import decision_json, iso_utc, parse_scenario
 from consent.types import Location
 
@@ -149,7 +149,7 @@ def _reference_facts(pack: RulePack, zones: tuple[str, ...], states: tuple[str, 
     days = [datetime.fromtimestamp(ts, ZoneInfo(zone)).date() for zone in zones]
     flag_days = sorted(set(days)) or [datetime.fromtimestamp(ts, timezone.utc).date()]
     in_force = [rule for code in states for day in flag_days if (rule := pack.state_rule(code, day))]
-    caps = tuple(sorted({rule.code: rule.cap_per_24h for rule in in_force if rule.cap_per_24h}.items()))
+    caps = tuple(sorted({rule.code: rule.cap for rule in in_force if rule.cap}.items()))
     open_now = all(_inside(pack, zone, states, day, ts) for zone, day in zip(zones, days))
     return caps, any(rule.automated_needs_written_consent for rule in in_force), open_now
 
@@ -187,14 +187,14 @@ def test_flags_while_a_new_entry_is_in_force_in_one_zone_only():
     # local dates); from the next UTC midnight on, only the new entry is in force anywhere.
     data = json.loads(PACK.to_json())
     florida = next(entry for entry in data["state"] if entry["code"] == "FL")
-    data["state"].append(dict(florida, effective="2030-01-01", cap_per_24h=None,
+    data["state"].append(dict(florida, effective="2030-01-01", cap=None,
                               automated_telemarketing_needs_written_consent=False))
     pack = RulePack(data)
     place = gate.place_of(pack, Location(e164="+13055550123", timezones=("America/New_York", "Pacific/Honolulu"),
                                          states=("FL",)))
     straddling = datetime(2030, 1, 1, 8, tzinfo=timezone.utc).timestamp()
     flags, _ = gate.place_facts(pack, place, straddling)
-    assert flags.caps == (("FL", 3),) and flags.automated_needs_written
+    assert flags.caps == (("FL", Cap(count=3, window_hours=24)),) and flags.automated_needs_written
     flags, _ = gate.place_facts(pack, place, straddling + 16 * 3600)
     assert flags.caps == () and not flags.automated_needs_written
 
