@@ -35,7 +35,7 @@ Audit = Callable[..., object]
 WARN_AFTER_DAYS = 24                     # a week's notice before the 31-day limit
 INSERT_BATCH = 10_000
 LOOKUP_BATCH = 500                       # numbers per IN (...) query
-MALFORMED_SAMPLES = 20
+MALFORMED_SAMPLES = 100
 PHONE_HEADERS = ("phone", "phonenumber", "phone_number", "mobile", "cell", "number", "telephone",
                  "tel", "mobilephone", "cellphone", "mobile_number", "cell_number")
 STATE_LIST_KIND = "state"
@@ -61,6 +61,24 @@ class NotListed(DncError):
 
 class ListFileError(DncError):
     """A list file that cannot be read at all (encoding, binary, empty, no phone column)."""
+
+
+class MalformedList(ListFileError):
+    """A list refused whole because some lines hold no usable number: the current list is kept
+    and no date is renewed. `samples` gives the first bad lines (line number, why, text)."""
+
+    def __init__(self, path: Path, lines: int, rejected: dict[str, int], samples: list["RejectedLine"]) -> None:
+        self.lines, self.rejected_by_reason, self.samples = lines, rejected, samples
+        self.rejected = sum(rejected.values())
+        first = f"; first: line {samples[0].line}: {samples[0].reason}: {samples[0].text!r}" if samples else ""
+        super().__init__(f"{path}: {self.rejected:,} line{'s' if self.rejected != 1 else ''} without a usable "
+                         f"number: nothing was loaded and the current list is kept; fix or remove those "
+                         f"lines and load again{first}")
+
+    def to_dict(self) -> dict:
+        return {"error": str(self), "loaded": False, "lines": self.lines, "rejected": self.rejected,
+                "rejected_by_reason": self.rejected_by_reason,
+                "rejected_samples": [asdict(sample) for sample in self.samples]}
 
 
 # --- numbers ----------------------------------------------------------------------------------
@@ -187,7 +205,8 @@ def _list_numbers(path: Path) -> Iterator[tuple[int, str]]:
     column = find_phone_column(header)
     if column is None:
         if len(header) == 1:         # a single column whose first line is a title or bad number
-            yield 1, header[0]
+            if any(character.isdigit() for character in header[0]):
+                yield 1, header[0]   # a title has no digits: a line with some is a bad number
             column = 0
         else:
             raise ListFileError(f"{path}: no phone column; header seen: {', '.join(header)} "
@@ -219,6 +238,12 @@ def _import_list(session: Session, path: Path, *, kind: str, state: str | None, 
             duplicates += 1
         else:
             seen.add(e164)
+    if rejected:
+        # A load is all or nothing: a partial list would replace the whole previous one.
+        raise MalformedList(path, lines, rejected, samples)
+    if synced_at is not None and synced_at > at:
+        raise DncError(f"synced_at {_iso(synced_at)} is in the future (now {_iso(at)}): give when the list "
+                       "was actually obtained")
     if not seen:
         # A new load replaces the previous one: an empty or unreadable file must not empty the list.
         raise ListFileError(f"{path}: no valid phone number in {lines} lines; the current list is kept")
@@ -365,16 +390,7 @@ def status(session: Session, registry_store: RegistryStore, now: datetime) -> li
 
     The gate fails closed only on a stale national registry; state and litigator lists get the
     same warnings because a list kept months past its publication is as risky."""
-    national = registry_store.status()
-    age, warning, stale = _freshness(national["synced_at"], now)
-    baseline_age = age_days(national.get("baseline_synced_at"), now)
-    if not stale and baseline_age is not None and baseline_age > STALE_AFTER_DAYS:
-        warning = (f"change lists are current but the last full download is {baseline_age:.0f} days "
-                   "old: re-baseline with a full download")
-    rows = [{"source": "national", "kind": "national", "state": None, "entries": national["entries"],
-             "area_codes": national["area_codes"], "version": national["version"],
-             "synced_at": national["synced_at"], "age_days": _rounded(age), "warning": warning,
-             "stale": stale, "size_bytes": national["size_bytes"]}]
+    rows = [_national_row(registry_store.status(), now)]
     for source in current_sources(session):
         age, warning, stale = _freshness(source.synced_at, now)
         name = f"state:{source.state}" if source.kind == STATE_LIST_KIND else source.kind
@@ -391,6 +407,33 @@ def status(session: Session, registry_store: RegistryStore, now: datetime) -> li
                  "version": _iso(_aware(last_change)), "synced_at": None, "age_days": None,
                  "warning": None, "stale": False})
     return rows
+
+
+def _national_row(national: dict, now: datetime) -> dict:
+    """The registry's status row. Its date is the oldest area code's (`synced_at`, kept for
+    compatibility, equals `oldest_synced_at`); `stale_area_codes` are those past 31 days, which
+    the gate blocks for telemarketing like area codes never loaded."""
+    age, warning, stale = _freshness(national["synced_at"], now)
+    coverage = national.get("coverage", {})
+    stale_codes = [npa for npa, held in coverage.items() if age_days(held["synced_at"], now) > STALE_AFTER_DAYS]
+    baseline_age = age_days(national.get("baseline_synced_at"), now)
+    if stale and stale_codes and len(stale_codes) < len(coverage):
+        warning = (f"{len(stale_codes)} of {len(coverage)} area codes synced over {STALE_AFTER_DAYS} days ago "
+                   f"(telemarketing to them is blocked): {', '.join(stale_codes[:20])}"
+                   f"{' ...' if len(stale_codes) > 20 else ''}; {warning}")
+    elif not stale and baseline_age is not None and baseline_age > STALE_AFTER_DAYS:
+        warning = (f"change lists are current but the last full download is {baseline_age:.0f} days "
+                   "old: re-baseline with a full download")
+    return {"source": "national", "kind": "national", "state": None, "entries": national["entries"],
+            "area_codes": national["area_codes"], "version": national["version"],
+            "synced_at": national["synced_at"], "age_days": _rounded(age), "warning": warning,
+            "stale": stale, "size_bytes": national["size_bytes"],
+            "area_codes_held": national.get("area_codes_held", []),
+            "oldest_synced_at": national.get("oldest_synced_at"),
+            "newest_synced_at": national.get("newest_synced_at"),
+            "stale_area_codes": stale_codes,
+            "coverage": {npa: {"synced_at": held["synced_at"], "entries": held.get("entries"),
+                               "files": held.get("files", [])} for npa, held in coverage.items()}}
 
 
 def _aware(instant: datetime | None) -> datetime | None:

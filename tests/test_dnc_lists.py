@@ -96,11 +96,9 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_state_list_from_csv_with_a_phone_column(session, spy, tmp_path):
     path = write(tmp_path, "fl.csv", "Name,Phone Number\nA,(305) 555-0100\nB,305.555.0101\n"
-                                     "C,not a phone\nD,(305) 555-0100\nE\n")
+                                     "D,\"(305) 555-0100\"\n")
     report = dnc.import_state_list(session, "fl", path, at=AT, actor="ann", audit=spy)
-    assert (report.state, report.entries, report.duplicates, report.rejected) == ("FL", 2, 1, 2)
-    assert report.rejected_by_reason == {"empty": 1, "letters_in_number": 1}
-    assert [r.line for r in report.rejected_samples] == [4, 6]
+    assert (report.state, report.entries, report.duplicates, report.rejected) == ("FL", 2, 1, 0)
     source = session.get(DncSource, report.source_id)
     assert (source.kind, source.state, source.entries, source.synced_at) == ("state", "FL", 2, AT)
     assert source.file_sha256 == report.file_sha256 and len(source.file_sha256) == 64
@@ -119,10 +117,44 @@ def test_a_new_load_of_a_state_list_replaces_the_old_one(session, spy, tmp_path)
 
 
 def test_litigator_list_one_number_per_line(session, spy, tmp_path):
-    path = write(tmp_path, "lit.txt", "+12125550100\r\n\r\n2125550101\r\n+44 20 7946 0958\r\n")
+    path = write(tmp_path, "lit.txt", "+12125550100\r\n\r\n212-555-0101\r\n")
     report = dnc.import_litigator_list(session, path, at=AT, actor="ann", audit=spy)
-    assert (report.entries, report.rejected, report.rejected_by_reason) == (2, 1, {"not_nanp_number": 1})
+    assert (report.entries, report.rejected) == (2, 0)
     assert dnc.sources_listing(session, "+12125550101")["litigator"] is True
+
+
+def test_a_titled_single_column_list_loads(session, spy, tmp_path):
+    path = write(tmp_path, "lit.txt", "Litigators\n2125550100\n")
+    assert dnc.import_litigator_list(session, path, at=AT, actor="ann", audit=spy).entries == 1
+
+
+@pytest.mark.parametrize("kind", ["state", "litigator"])
+def test_a_list_with_a_bad_line_changes_nothing(session, spy, tmp_path, kind):
+    """All or nothing: the previous load stays current, with its date, and the bad lines are named."""
+    def load(path, at):
+        if kind == "state":
+            return dnc.import_state_list(session, "FL", path, at=at, actor="ann", audit=spy)
+        return dnc.import_litigator_list(session, path, at=at, actor="ann", audit=spy)
+    load(write(tmp_path, "old.csv", "phone\n3055550100\n"), AT)
+    before = dnc.status(session, RegistryStore(tmp_path / "none"), AT + timedelta(days=1))
+    bad = write(tmp_path, "new.csv", "name,phone\na,3055550101\nb,not a phone\nc,+44 20 7946 0958\nd\n")
+    with pytest.raises(dnc.MalformedList) as refused:
+        load(bad, AT + timedelta(days=1))
+    assert [(r.line, r.reason, r.text) for r in refused.value.samples] == [
+        (3, "letters_in_number", "not a phone"), (4, "not_nanp_number", "+44 20 7946 0958"), (5, "empty", "")]
+    assert refused.value.to_dict()["rejected"] == 3 and "the current list is kept" in str(refused.value)
+    assert dnc.status(session, RegistryStore(tmp_path / "none"), AT + timedelta(days=1)) == before
+    listing = dnc.sources_listing(session, "+13055550100")
+    assert listing["state" if kind == "state" else "litigator"] in (["FL"], True)
+    assert not any(dnc.sources_listing(session, "+13055550101").values())
+    assert len(spy.events) == 1
+
+
+def test_a_list_synced_in_the_future_is_refused(session, spy, tmp_path):
+    with pytest.raises(dnc.DncError, match="synced_at 2026-07-02T12:00:00Z is in the future"):
+        dnc.import_state_list(session, "FL", write(tmp_path, "fl.txt", "3055550100\n"), at=AT, actor="ann",
+                              audit=spy, synced_at=AT + timedelta(days=1))
+    assert dnc.current_sources(session) == [] and spy.events == []
 
 
 @pytest.mark.parametrize("content,message", [
@@ -130,7 +162,8 @@ def test_litigator_list_one_number_per_line(session, spy, tmp_path):
     (b"\x00\x01\x02binary", "binary data"),
     (b"phone\n\xe9\xe8\n", r"not UTF-8 text \(byte 0xe9 at offset 6\)"),
     (b"name,email\nann,a@x.org\n", "no phone column; header seen: name, email"),
-    (b"phone\nnot a number\n", "no valid phone number"),
+    (b"phone\nnot a number\n", "line 2: letters_in_number: 'not a number'"),
+    (b"phone\n\n", "no valid phone number"),
 ])
 def test_unusable_list_files_are_refused_precisely(session, spy, tmp_path, content, message):
     path = tmp_path / "list.csv"
@@ -201,3 +234,16 @@ def test_national_load_is_recorded_as_a_source(session, spy):
                                       synced_at=AT, at=AT, actor="ann", audit=spy)
     assert (source.kind, source.file_sha256, source.entries) == ("national", "ab" * 32, 10)
     assert spy.events[0]["action"] == "dnc.national.import"
+
+
+def test_status_shows_the_area_codes_held_and_the_oldest_sync(session, tmp_path):
+    store = RegistryStore(tmp_path / "registry")
+    store.ingest_full([write(tmp_path, "212.txt", "2125550100\n")], synced_at=AT - timedelta(days=40), now=AT)
+    store.ingest_full([write(tmp_path, "201.txt", "2015550100\n")], synced_at=AT - timedelta(days=2), now=AT)
+    national = dnc.status(session, store, AT)[0]
+    assert national["area_codes_held"] == ["201", "212"] and national["area_codes"] == 2
+    assert national["oldest_synced_at"] == national["synced_at"] == "2026-05-22T12:00:00Z"
+    assert national["newest_synced_at"] == "2026-06-29T12:00:00Z"
+    assert national["stale"] and national["stale_area_codes"] == ["212"]
+    assert "1 of 2 area codes synced over 31 days ago" in national["warning"]
+    assert national["coverage"]["201"] == {"synced_at": "2026-06-29T12:00:00Z", "entries": 1, "files": ["201.txt"]}
