@@ -1,4 +1,5 @@
-"""`outbound audit`: verify the hash chain and show recent events."""
+"""`outbound audit`: verify the keyed hash chain and the fact rows it vouches for, print the
+head as an anchor to keep outside the system, and show recent events."""
 from __future__ import annotations
 
 import json
@@ -17,20 +18,63 @@ console = Console()
 
 
 @audit_app.command("verify")
-def verify(as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
-    """Check every link of the chain; exit 1 at the first broken one."""
+def verify(
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    anchor: str | None = typer.Option(None, "--anchor", metavar="ID:HASH",
+                                      help="A head printed earlier by `outbound audit anchor`: "
+                                           "also prove that nothing up to that event changed."),
+) -> None:
+    """Check every link of the chain, then every consent, revocation, business-relationship and
+    DNC row against its audit event; exit 1 on any problem."""
+    try:
+        parsed = audit.Anchor.parse(anchor) if anchor is not None else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--anchor") from None
     engine = get_engine()
     ensure_schema(engine)
     with Session(engine) as session:
-        result = audit.verify(session)
+        result = audit.verify(session, anchor=parsed)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
-    elif result.ok:
-        console.print(f"[green]audit chain intact: {result.events_checked} events verified[/green]",
+    elif result.broken is None:
+        console.print(f"[green]audit chain intact: {result.events_checked} events verified[/green]"
+                      + (f"[green], anchor {parsed.id} matches[/green]" if parsed else ""),
                       highlight=False, soft_wrap=True)
+        _print_rows(result.rows)
     else:
         _print_broken(result)
     raise typer.Exit(0 if result.ok else 1)
+
+
+@audit_app.command("anchor")
+def anchor(as_json: bool = typer.Option(False, "--json", help='Print {"id": ..., "hash": ...}.')) -> None:
+    """Print the head of the chain as ID:HASH. Keep it outside this system (a ticket, a signed
+    report): `outbound audit verify --anchor ID:HASH` later proves nothing up to it changed,
+    even for someone holding the audit key."""
+    engine = get_engine()
+    ensure_schema(engine)
+    with Session(engine) as session:
+        head = audit.head(session)
+    if head is None:
+        typer.echo("the audit log is empty: nothing to anchor yet", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps({"id": head.id, "hash": head.hash}) if as_json else str(head))
+
+
+def _print_rows(rows) -> None:
+    if rows is None:
+        return
+    if rows.ok:
+        console.print(f"[green]fact rows intact: {rows.rows_checked} rows match their audit events[/green]",
+                      highlight=False, soft_wrap=True)
+        return
+    console.print(f"[red]fact rows changed outside the audit: {rows.problems_total} problem(s) in "
+                  f"{rows.rows_checked} rows[/red]", highlight=False, soft_wrap=True)
+    for problem in rows.problems:
+        console.print(f"  {problem.problem}: {problem.detail}", highlight=False, soft_wrap=True)
+    if rows.problems_total > len(rows.problems):
+        console.print(f"  … and {rows.problems_total - len(rows.problems)} more (see --json)",
+                      highlight=False, soft_wrap=True)
 
 
 def _print_broken(result: audit.VerifyResult) -> None:
