@@ -31,7 +31,7 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import Session
 
 from consent.gate import evaluate
-from consent.location import prefix_facts
+from consent.location import default_zone_overrides, location_under, prefix_facts
 from consent.rules import RulePack
 from consent.scenario import decision_to_dict, scenario_to_dict
 from consent.types import (
@@ -210,7 +210,7 @@ class _Decided:
 def _decide_one(row: _Row, facts: dict[str, Facts], *, now: datetime, pack: RulePack,
                 config: DispatchConfig) -> _Decided:
     phone = row.contact.e164
-    request = attempt_request(row.campaign, row.contact)
+    request = attempt_request(row.campaign, row.contact, pack)
     seen = facts[phone]
     decision = evaluate(request, seen, pack, now)
     settings = campaign_settings(row.campaign)
@@ -278,13 +278,20 @@ def _load_rows(session: Session, ids: list[int]) -> list[_Row]:
     return [_Row(*found) for found in session.execute(statement).all()]
 
 
-def attempt_request(campaign: Campaign, contact: Contact) -> AttemptRequest:
+def attempt_request(campaign: Campaign, contact: Contact, pack: RulePack | None = None) -> AttemptRequest:
     """The gate's request: location from what the import resolved, but the contact's raw phone,
-    ZIP and state for the record, so replay re-resolves them to the same location."""
+    ZIP and state for the record, so replay re-resolves them to the same location.
+
+    A number in a prefix the pack's zone overrides name (the default pack's when None) has its
+    zones formed again under them, as the gate does: a row imported before an override existed
+    keeps phonenumbers' wrong zones, and the allow's expiry and the campaign hours are worked
+    out from these zones, not the gate's."""
     channel = Channel(campaign.channel)
     voice = VoiceKind(campaign.voice) if channel is Channel.VOICE and campaign.voice else None
-    location = Location(e164=contact.e164, timezones=tuple(contact.timezones.split()),
-                        states=tuple(contact.states.split()), region=_region(contact.e164[:8]))
+    location = location_under(
+        Location(e164=contact.e164, timezones=tuple(contact.timezones.split()),
+                 states=tuple(contact.states.split()), region=_region(contact.e164[:8])),
+        contact.zip, contact.state, pack.zone_overrides if pack else default_zone_overrides())
     try:
         line_type = LineType(contact.line_type)
     except ValueError:
