@@ -1,6 +1,7 @@
 """The Twilio webhook routes: signed against the configured public URL, or refused untouched."""
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlencode
 
 import pytest
@@ -86,7 +87,9 @@ def test_a_request_not_signed_for_the_public_url_is_403_and_changes_nothing(clie
         response = client.post("/v1/twilio/call-status", data={**params, "AnsweredBy": "machine_end_beep"},
                                headers={"X-Twilio-Signature": signature(url, params)})
     assert response.status_code == 403
-    assert "X-Twilio-Signature" in response.json()["detail"]
+    # Nothing more: neither the header's name nor the public URL the engine signs against.
+    assert response.json()["detail"] == "invalid signature"
+    assert PUBLIC_URL not in response.text
     assert state(db, attempt.id) == before
 
 
@@ -96,7 +99,7 @@ def test_every_receiver_refuses_an_unsigned_request_and_stores_nothing(client, d
               "MessageStatus": "delivered", "AnsweredBy": "human", "From": PHONE, "Body": "STOP"}
     before = state(db, attempt.id)
     response = post(client, f"/v1/twilio/{kind}", params, header=False)
-    assert response.status_code == 403 and "X-Twilio-Signature" in response.json()["detail"]
+    assert response.status_code == 403 and response.json()["detail"] == "invalid signature"
     assert state(db, attempt.id) == before
     assert count(db, Revocation) == 0
 
@@ -190,3 +193,77 @@ def test_voice_twiml_says_the_campaign_script_only_to_a_signed_request(client, d
     assert "<Say>" in spoken.text and "<Hangup" in spoken.text
     assert post(client, f"/v1/twilio/voice/{attempt.id}", params, header=False).status_code == 403
     assert post(client, "/v1/twilio/voice/999999", params).status_code == 404
+
+
+# Every Twilio webhook: the status receivers, the voice and conference TwiML, the inbound calls.
+WEBHOOK_PATHS = [f"/v1/twilio/{kind}" for kind in webhooks.KINDS] + [
+    "/v1/twilio/voice/1", "/v1/twilio/gather/1?turn=1&node=start", "/v1/twilio/voicemail/1",
+    "/v1/twilio/inbound-call", "/v1/twilio/inbound-call/choice", "/v1/conference/1/wait",
+    "/v1/conference/1/events", "/v1/conference/console"]
+
+
+class ReadCounter:
+    """Wraps the app and counts the body bytes the app pulled from the client."""
+
+    def __init__(self, app) -> None:
+        self.app, self.bytes_read = app, 0
+
+    async def __call__(self, scope, receive, send):
+        async def counted():
+            message = await receive()
+            self.bytes_read += len(message.get("body", b""))
+            return message
+        await self.app(scope, counted, send)
+
+
+async def _post_chunked(app, path: str, chunks) -> tuple[int, int]:
+    """POST `chunks` to the ASGI app one message at a time, as a client without Content-Length
+    would; returns (status, bytes the app pulled)."""
+    pulled, status = 0, []
+    source = iter(chunks)
+    route, _, query = path.partition("?")
+
+    async def receive():
+        nonlocal pulled
+        chunk = next(source, None)
+        if chunk is None:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        pulled += len(chunk)
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": route, "raw_path": route.encode(), "query_string": query.encode(),
+             "root_path": "", "server": ("10.0.0.5", 8000), "client": ("192.0.2.1", 5000),
+             "headers": [(b"host", b"10.0.0.5:8000"), (b"content-type", b"application/x-www-form-urlencoded"),
+                         (b"x-twilio-signature", b"x"), (b"transfer-encoding", b"chunked")]}
+    await app(scope, receive, send)
+    return status[0], pulled
+
+
+@pytest.mark.parametrize("path", WEBHOOK_PATHS)
+def test_a_webhook_body_over_64_kb_is_413_before_the_signature_is_checked(carrier, db, attempt, path):
+    app = ReadCounter(create_app())
+    client = TestClient(app, base_url="http://10.0.0.5:8000")
+    big = b"CallSid=" + attempt.carrier_id.encode() + b"&Body=" + b"x" * (64 * 1024)
+    announced = client.post(path, content=big, headers={"Content-Type": "application/x-www-form-urlencoded",
+                                                        "X-Twilio-Signature": "x"})
+    assert announced.status_code == 413, announced.text
+    assert "64 KB" in announced.json()["detail"]["message"]
+    assert app.bytes_read == 0                      # answered from Content-Length alone
+
+    # No Content-Length: read as a stream and cut off once past the cap, not at the end of the
+    # 16 MB offered.
+    offered = [b"CallSid=" + attempt.carrier_id.encode() + b"&Body="] + [b"x" * 16 * 1024] * 1000
+    status, pulled = asyncio.run(_post_chunked(create_app(), path, offered))
+    assert status == 413
+    assert pulled < 100 * 1024
+
+
+def test_a_webhook_body_just_under_64_kb_is_still_read_and_checked(client, db, attempt):
+    params = {"CallSid": attempt.carrier_id, "CallStatus": "ringing", "SequenceNumber": "1",
+              "Padding": "x" * (60 * 1024)}
+    assert post(client, "/v1/twilio/call-status", params).status_code == 200

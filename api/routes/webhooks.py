@@ -6,7 +6,9 @@ Each request, in this order, and nothing is written before the last step:
    503 naming the variable (the rest of the app still serves);
 2. signature: `X-Twilio-Signature` is checked against the URL Twilio was told to call, the
    configured public URL + the path + the query, never `request.url` (behind a proxy the app
-   sees another scheme, host and port); unsigned or wrong → 403;
+   sees another scheme, host and port); unsigned or wrong → 403 "invalid signature". The body
+   is read at most `api.upload_limit.WEBHOOK_MAX_BYTES` (64 KB) before that check: a longer one
+   is 413 before a byte more is read;
 3. `outbound.carrier_events.handle_webhook`, the one code path the simulator uses too: unknown
    CallSid/MessageSid → 404, a missing or impossible parameter → 422. The event goes through
    `api.event_writer`, one thread per process that commits the status events queued meanwhile
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/twilio", tags=["twilio webhooks"])
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+INVALID_SIGNATURE = "invalid signature"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 TWIML_KINDS = frozenset({"sms-inbound", "gather"})
 # Kinds whose handling may act on the call or reply through the carrier.
@@ -99,11 +102,13 @@ NowDep = Annotated[datetime, Depends(get_now)]
 
 def require_signature(request: Request, config: WebhookConfig, form: Mapping[str, list[str]]) -> None:
     """403 unless `X-Twilio-Signature` signs this request's path, query and every form value
-    under the configured public URL (never `request.url`: behind a proxy it differs)."""
+    under the configured public URL (never `request.url`: behind a proxy it differs).
+
+    The answer says no more than "invalid signature": whoever is refused is not Twilio, and the
+    URL the engine signs against is not theirs to learn."""
     if not validate_twilio_request(config.auth_token, config.public_url, request.url.path, request.url.query,
                                    form, request.headers.get(SIGNATURE_HEADER)):
-        raise HTTPException(403, detail=f"{SIGNATURE_HEADER} is missing or does not match this request "
-                                        f"signed for {config.public_url.rstrip('/')}{request.url.path}")
+        raise HTTPException(403, detail=INVALID_SIGNATURE)
 
 
 def _multi_params(form: FormData) -> dict[str, list[str]]:
