@@ -22,6 +22,8 @@ class AuditSpy:
         self.events: list[dict] = []
 
     def __call__(self, session, *, actor, action, subject, payload, at):
+        # The row digests every change carries are tested in test_audit_integrity.
+        payload = {name: value for name, value in payload.items() if name not in ("row_digests", "row_sets")}
         self.events.append({"actor": actor, "action": action, "subject": subject, "payload": payload, "at": at})
 
 
