@@ -68,7 +68,7 @@ class MalformedList(ListFileError):
     and no date is renewed. `samples` gives the first bad lines (line number, why, text)."""
 
     def __init__(self, path: Path, lines: int, rejected: dict[str, int], samples: list["RejectedLine"]) -> None:
-        self.lines, self.rejected_by_reason, self.samples = lines, rejected, samples
+        self.path, self.lines, self.rejected_by_reason, self.samples = path, lines, rejected, samples
         self.rejected = sum(rejected.values())
         first = f"; first: line {samples[0].line}: {samples[0].reason}: {samples[0].text!r}" if samples else ""
         super().__init__(f"{path}: {self.rejected:,} line{'s' if self.rejected != 1 else ''} without a usable "
@@ -299,7 +299,8 @@ def record_national_load(session: Session, *, kind: str, version: str, files: li
     source = DncSource(kind=kind, version=version, file_name=", ".join(f["name"] for f in files)[:500],
                        file_sha256=files[0]["sha256"] if len(files) == 1 else None, entries=entries,
                        synced_at=synced_at, loaded_at=at, loaded_by=actor,
-                       meta={"files": [{k: f[k] for k in ("name", "sha256", "lines") if k in f} for f in files]})
+                       meta={"files": [{k: f[k] for k in ("name", "sha256", "lines", "area_codes") if k in f}
+                                        for f in files]})
     session.add(source)
     session.flush()
     audit(session, actor=actor, action=f"dnc.{kind}.import", subject="national",

@@ -1,8 +1,10 @@
 """Scrub a contact list against every DNC source before a campaign runs.
 
 For each row: its E.164 number and the sources that list it (`national`, `state:XX`, `internal`,
-`litigator`, joined by `;`), or `invalid_number`. The summary counts rows per source, so a
-manager sees what each list would block. Scrubbing stores nothing.
+`litigator`, joined by `;`), or `invalid_number`. A number whose area code has no national
+registry data is `national_not_loaded`: it cannot be said clean, and the gate blocks
+telemarketing to it (`dnc_data_stale`). The summary counts rows per source, so a manager sees
+what each list would block. Scrubbing stores nothing.
 
 The output is meant to be opened in a spreadsheet: a cell that starts with `=`, `+`, `-` or `@`
 (or a tab or carriage return) would be run as a formula there, so it gets a leading `'`. The
@@ -32,6 +34,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # practically never hold): one regex search per row instead of a test per cell.
 _FORMULA_CELL = re.compile("(?:^|\x1f)[=+\\-@\t\r]")
 INVALID = "invalid_number"
+NOT_LOADED = "national_not_loaded"
 SAMPLES = 20
 PROGRESS_EVERY = 100_000
 
@@ -60,7 +63,8 @@ class ScrubReport:
     ragged_rows: int = 0
     phone_column: str = ""
     national_version: str | None = None
-    national_synced_at: str | None = None
+    national_synced_at: str | None = None                       # the oldest area code's sync
+    national_area_codes_held: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -100,8 +104,10 @@ def _line_numbers(text: str, delimiter: str) -> list[int]:
     return [reader.line_num for row in reader if any(row)]
 
 
-def _blocked_by(listing: dict | None, national: bool) -> str:
+def _blocked_by(listing: dict | None, national: bool, not_loaded: bool) -> str:
     sources = ["national"] if national else []
+    if not_loaded:
+        sources.append(NOT_LOADED)
     if listing:
         sources += [f"state:{code}" for code in listing["state"]]
         if listing["internal"]:
@@ -126,24 +132,32 @@ def scrub_csv(in_path: str | Path, out_path: str | Path, session: Session, store
     report = ScrubReport(rows=len(rows), phone_column=header[column])
     numbers = [bulk_numbers.normalise(row[column] if column < len(row) else "") for row in rows]
     valid_e164 = [e164 for e164, _ in numbers if e164]
-    national = _national_hits(store, valid_e164, report)
-    _warn_if_stale(report, now)
+    national, covered = _national_hits(store, valid_e164, report)
+    _warn_if_stale(report, now, store)
     listed_nationally = {valid_e164[i] for i in np.flatnonzero(national).tolist()}
+    not_loaded = {valid_e164[i] for i in np.flatnonzero(~covered).tolist()}
     listings = dnc.listed_sources(session, set(valid_e164))
     blocked = [INVALID if e164 is None
-               else _blocked_by(listings.get(e164), e164 in listed_nationally)
-               if e164 in listed_nationally or e164 in listings else ""
+               else _blocked_by(listings.get(e164), e164 in listed_nationally, e164 in not_loaded)
+               if e164 in listed_nationally or e164 in listings or e164 in not_loaded else ""
                for e164, _ in numbers]
     _write_rows(out_path, header, rows, numbers, blocked, progress)
     _tally(report, header, rows, lines, column, numbers, blocked)
     return report
 
 
-def _warn_if_stale(report: ScrubReport, now: datetime | None) -> None:
-    age = age_days(report.national_synced_at, now) if now else None
-    if age is not None and age > STALE_AFTER_DAYS:
-        report.warnings.append(f"national registry data is {age:.0f} days old (limit {STALE_AFTER_DAYS}): "
-                               "the gate blocks telemarketing until a fresh download is imported")
+def _warn_if_stale(report: ScrubReport, now: datetime | None, store: RegistryStore) -> None:
+    """A warning naming the area codes whose data is past the 31-day limit."""
+    if now is None:
+        return
+    coverage = store.status()["coverage"]
+    stale = [npa for npa, held in coverage.items() if age_days(held["synced_at"], now) > STALE_AFTER_DAYS]
+    if stale:
+        age = age_days(report.national_synced_at, now)
+        report.warnings.append(
+            f"national registry data of {len(stale)} area code{'s' if len(stale) > 1 else ''} "
+            f"({', '.join(stale[:20])}{' ...' if len(stale) > 20 else ''}) is up to {age:.0f} days old "
+            f"(limit {STALE_AFTER_DAYS}): the gate blocks telemarketing to them until a fresh download is imported")
 
 
 def _write_rows(out_path: Path, header: list[str], rows: list[list[str]],
@@ -185,19 +199,20 @@ def _tally(report: ScrubReport, header: list[str], rows: list[list[str]], lines:
             break
     report.invalid = sum(invalid_reasons.values())
     report.valid = report.rows - report.invalid
-    report.blocked = sum(1 for result in blocked if result and result != INVALID)
+    report.blocked = sum(1 for result in blocked if result and result != INVALID)   # not_loaded included
     report.clean = report.valid - report.blocked
     report.counts = dict(sorted(counts.items()))
     report.invalid_by_reason = dict(sorted(invalid_reasons.items()))
     report.ragged_rows = sum(1 for row in rows if len(row) != len(header))
 
 
-def _national_hits(store: RegistryStore, valid_e164: list[str], report: ScrubReport) -> np.ndarray:
-    """Registry membership of the valid numbers (all `+1` and ten digits, so int() is safe)."""
+def _national_hits(store: RegistryStore, valid_e164: list[str], report: ScrubReport) -> tuple[np.ndarray, np.ndarray]:
+    """(listed, area code covered) of the valid numbers (all `+1` and ten digits, so int() is safe)."""
     status = store.status()
     report.national_version, report.national_synced_at = status["version"], status["synced_at"]
+    report.national_area_codes_held = status["area_codes_held"]
     if status["version"] is None:
-        report.warnings.append("no national registry data loaded: rows were not checked against it, "
-                               "and the gate blocks all telemarketing until it is imported")
+        report.warnings.append("no national registry data loaded: rows were not checked against it "
+                               f"(marked {NOT_LOADED}), and the gate blocks all telemarketing until it is imported")
     values = np.fromiter((int(e164[2:]) for e164 in valid_e164), dtype=np.int64, count=len(valid_e164))
-    return store.contains_array(values)
+    return store.contains_array(values), store.covered_array(values)

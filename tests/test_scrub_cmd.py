@@ -26,7 +26,7 @@ def loaded(outbound_env, cli_runner, tmp_path):
     fl.write_text("3055550100\n3055550101\n")
     litigators = tmp_path / "lit.csv"
     litigators.write_text("name,Cell\nx,2125550102\n")
-    for args in (["dnc", "import", "national", str(archive), "--synced-at", "2099-01-01T00:00:00Z"],
+    for args in (["dnc", "import", "national", str(archive), "--synced-at", "2026-11-01T00:00:00Z"],
                  ["dnc", "import", "state", "FL", str(fl)],
                  ["dnc", "import", "litigator", str(litigators)],
                  ["dnc", "add", "+1 212 555 0103", "--reason", "asked on the phone", "--actor", "ann"]):
@@ -115,27 +115,100 @@ def test_status_lists_every_source(loaded, cli_runner):
     assert result.exit_code == 0, result.output
     rows = {row["source"]: row for row in json.loads(result.output)}
     assert set(rows) == {"national", "state:FL", "litigator", "internal"}
-    assert rows["national"]["entries"] == 3 and rows["national"]["synced_at"] == "2099-01-01T00:00:00Z"
+    assert rows["national"]["entries"] == 3 and rows["national"]["synced_at"] == "2026-11-01T00:00:00Z"
     assert rows["internal"]["entries"] == 1
     human = cli_runner.invoke(app, ["dnc", "status"])
     assert human.exit_code == 0 and "state:FL" in human.output
 
 
-def test_import_national_reports_malformed_lines_and_exits_2(outbound_env, cli_runner, tmp_path):
+def test_import_national_with_a_malformed_line_loads_nothing_and_exits_2(outbound_env, cli_runner, tmp_path):
     path = tmp_path / "212.txt"
     path.write_text("2125550100\nbad line\n2125550101\n")
     result = cli_runner.invoke(app, ["dnc", "import", "national", str(path), "--json"])
     assert result.exit_code == 2
-    report = json.loads(result.output.strip().splitlines()[-1])
-    assert report["entries"] == 2 and report["malformed"] == 1
-    assert report["malformed_samples"][0]["line"] == 2
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["loaded"] is False and report["malformed"] == 1
+    assert report["malformed_samples"][0]["line"] == 2 and report["malformed_samples"][0]["text"] == "bad line"
+    status = json.loads(cli_runner.invoke(app, ["dnc", "status", "--json"]).output)[0]
+    assert status["entries"] == 0 and status["synced_at"] is None
+
+
+def test_area_code_files_add_up_and_status_shows_them(outbound_env, cli_runner, tmp_path):
+    (tmp_path / "212.txt").write_text("2125550100\n")
+    (tmp_path / "201.txt").write_text("phone\n\"201\",\"5550100\"\n201-555-0101\n")
+    first = cli_runner.invoke(app, ["dnc", "import", "national", str(tmp_path / "212.txt"), "--json",
+                                    "--synced-at", "2026-11-01T00:00:00Z"])
+    assert first.exit_code == 0, first.output
+    second = cli_runner.invoke(app, ["dnc", "import", "national", str(tmp_path / "201.txt"), "--json",
+                                     "--synced-at", "2026-11-20T00:00:00Z"])
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.stdout)
+    assert (report["area_codes_loaded"], report["area_codes_kept"], report["entries"]) == (["201"], ["212"], 3)
+    national = json.loads(cli_runner.invoke(app, ["dnc", "status", "--json"]).output)[0]
+    assert national["area_codes_held"] == ["201", "212"]
+    assert national["oldest_synced_at"] == national["synced_at"] == "2026-11-01T00:00:00Z"
+    human = cli_runner.invoke(app, ["dnc", "status"])
+    assert "area codes held: 201, 212" in human.output
+    replaced = cli_runner.invoke(app, ["dnc", "import", "national", str(tmp_path / "212.txt"), "--json",
+                                       "--replace-all"])
+    assert json.loads(replaced.stdout)["area_codes_dropped"] == ["201"]
+
+
+def test_a_change_list_with_a_bad_line_changes_nothing_and_exits_2(loaded, cli_runner, tmp_path):
+    before = cli_runner.invoke(app, ["dnc", "status", "--json"]).output
+    changes = tmp_path / "changes.txt"
+    changes.write_text("2125550100,D\n2125550177,A\n2125550178,maybe\n")
+    result = cli_runner.invoke(app, ["dnc", "import", "changes", str(changes)])
+    assert result.exit_code == 2
+    assert "1 malformed line" in result.output and "nothing was loaded" in result.output
+    assert "changes.txt:3: '2125550178,maybe'" not in result.output      # reason before text
+    assert "changes.txt:3:" in result.output and "'2125550178,maybe'" in result.output
+    assert cli_runner.invoke(app, ["dnc", "status", "--json"]).output == before
+    as_json = cli_runner.invoke(app, ["dnc", "import", "changes", str(changes), "--json"])
+    [sample] = json.loads(as_json.stdout.strip().splitlines()[-1])["malformed_samples"]
+    assert (sample["line"], sample["text"]) == (3, "2125550178,maybe")
+    assert "neither a phone number" in sample["reason"]
+
+
+@pytest.mark.parametrize("kind", ["national", "changes", "state FL", "litigator"])
+def test_a_sync_date_in_the_future_is_refused(loaded, cli_runner, tmp_path, kind):
+    before = cli_runner.invoke(app, ["dnc", "status", "--json"]).output
+    path = tmp_path / "list.txt"
+    path.write_text("2125550100,A\n" if kind == "changes" else "2125550100\n")
+    result = cli_runner.invoke(app, ["dnc", "import", *kind.split(), str(path), "--synced-at", "2099-01-01"])
+    assert result.exit_code == 2
+    assert "--synced-at 2099-01-01: that is in the future" in result.output
+    assert cli_runner.invoke(app, ["dnc", "status", "--json"]).output == before
+
+
+def test_state_list_with_a_bad_line_exits_2_and_keeps_the_list(loaded, cli_runner, tmp_path):
+    path = tmp_path / "fl.csv"
+    path.write_text("phone\n3055550177\ncall me\n")
+    result = cli_runner.invoke(app, ["dnc", "import", "state", "FL", str(path), "--json"])
+    assert result.exit_code == 2
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["rejected_samples"] == [{"line": 3, "reason": "letters_in_number", "text": "call me"}]
+    rows = {row["source"]: row for row in json.loads(cli_runner.invoke(app, ["dnc", "status", "--json"]).output)}
+    assert rows["state:FL"]["entries"] == 2
+
+
+def test_scrub_marks_numbers_of_area_codes_without_data(loaded, cli_runner, tmp_path):
+    contacts = write_csv(tmp_path / "c.csv", [["phone"], ["2125550199"], ["6465550100"], ["+1 646 555 0101"]])
+    out = tmp_path / "o.csv"
+    result = cli_runner.invoke(app, ["scrub", str(contacts), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [r["blocked_by"] for r in read_csv(out)] == ["", "national_not_loaded", "national_not_loaded"]
+    assert summary["counts"] == {"national_not_loaded": 2}
+    assert (summary["blocked"], summary["clean"]) == (2, 1)
+    assert summary["national_area_codes_held"] == ["212", "305"]
 
 
 def test_import_changes_then_status(loaded, cli_runner, tmp_path):
     changes = tmp_path / "changes.txt"
-    changes.write_text("212,5550100,D,2099-01-02\n+2125550177\n")
+    changes.write_text("212,5550100,D,2026-11-02\n+2125550177\n")
     result = cli_runner.invoke(app, ["dnc", "import", "changes", str(changes), "--json",
-                                     "--synced-at", "2099-01-02T00:00:00Z"])
+                                     "--synced-at", "2026-11-02T00:00:00Z"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert (report["added"], report["removed"], report["entries"]) == (1, 1, 3)

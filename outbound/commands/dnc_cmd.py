@@ -4,8 +4,13 @@ The national registry store lives under `<OUTBOUND_DATA_DIR>/registry/`; every o
 the database. Each load is also recorded as a `DncSource` and audited, so a decision can name
 the data it saw.
 
-Exit status: 0 on success; 2 when the input could not be used at all, or when some lines of it
-were rejected (the good ones are still loaded and the message says so).
+A load is all or nothing: a file with any malformed line changes nothing, renews no date and
+exits 2 with the bad lines (file, line number, why, text; with --json as `malformed_samples` or
+`rejected_samples`). A `--synced-at` later than now is refused. National full lists replace only
+the area codes they hold (the FTC sends one file per area code); `--replace-all` makes them the
+whole registry.
+
+Exit status: 0 on success; 2 when the input was refused (nothing loaded).
 """
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from consent import dnc, scrub
-from consent.registry_store import (ChangeReport, IngestReport, RegistryInputError, RegistryStore,
-                                    RegistryUnavailable)
+from consent.registry_store import (ChangeReport, IngestReport, MalformedInput, RegistryInputError,
+                                    RegistryStore, RegistryUnavailable)
 from outbound.commands.cli_context import default_actor, now
 
 EXIT_INVALID = 2
@@ -57,6 +62,16 @@ def _parse_instant(text: str | None, option: str) -> datetime:
     return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
 
 
+def _synced_option(text: str | None, current: datetime) -> datetime:
+    """`--synced-at` (default `current`): never later than the load, or the data would pass
+    for fresh beyond the 31-day limit."""
+    synced = current if text is None else _parse_instant(text, "--synced-at")
+    if synced > current:
+        _fail(f"--synced-at {text}: that is in the future (now {current.isoformat().replace('+00:00', 'Z')}); "
+              "give when the data was actually obtained")
+    return synced
+
+
 def registry_store() -> RegistryStore:
     from outbound.settings import get_settings
     return RegistryStore(Path(get_settings().data_dir) / "registry")
@@ -79,14 +94,29 @@ def _audit() -> Callable:
     return append
 
 
-def _run_guarded(action: Callable[[], object]) -> object:
-    """Domain errors become a message and exit 2, never a traceback."""
+def _run_guarded(action: Callable[[], object], as_json: bool = False) -> object:
+    """Domain errors become a message and exit 2, never a traceback. A load refused for its
+    malformed lines lists them (with --json, as the last line's object)."""
     try:
         return action()
+    except (MalformedInput, dnc.MalformedList) as error:
+        _refused(error, as_json)
     except (RegistryInputError, RegistryUnavailable, dnc.DncError, scrub.ScrubInputError) as error:
         _fail(str(error))
     except ValueError as error:          # e.g. a naive instant or a bad argument
         _fail(str(error))
+
+
+def _refused(error: MalformedInput | dnc.MalformedList, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(error.to_dict(), ensure_ascii=False))
+    if isinstance(error, MalformedInput):
+        total, samples = error.malformed, [(m.file, m.line, m.reason, m.text) for m in error.samples]
+    else:
+        total, samples = error.rejected, [(error.path, r.line, r.reason, r.text) for r in error.samples]
+    errors.print(f"[red]error:[/red] {escape(str(error).split('; first:')[0])}", highlight=False, soft_wrap=True)
+    _print_malformed(total, samples, to=errors)
+    raise typer.Exit(EXIT_INVALID)
 
 
 # --- imports ----------------------------------------------------------------------------------
@@ -94,17 +124,26 @@ def _run_guarded(action: Callable[[], object]) -> object:
 @import_app.command("national")
 def import_national(
     paths: list[Path] = typer.Argument(..., help="Full download files, .zip files or folders of them."),
-    synced_at: str = typer.Option(None, "--synced-at", help="When the download was obtained (default now)."),
+    synced_at: str = typer.Option(None, "--synced-at", help="When the download was obtained (default now; "
+                                                             "never later than now)."),
+    replace_all: bool = typer.Option(False, "--replace-all", help="The files are the whole registry: drop "
+                                     "every area code they do not hold (default: replace only the area "
+                                     "codes they hold, keep the others)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     actor: str = typer.Option(None, "--actor", help="Who loads it (default cli:$USER)."),
 ) -> None:
-    """Replace the national registry store with a full download (one file per area code or one
-    for everything; lines AAA,NNNNNNN or AAANNNNNNN; plain or zipped)."""
-    synced = _parse_instant(synced_at, "--synced-at")
+    """Load full lists of the national registry (one file per area code, or one for everything;
+    one number per line, e.g. 2125550123, 212,5550123 or 212-555-0123; plain or zipped). Each area
+    code in the files replaces that area code only; the others are kept with their own dates."""
+    current = now()
+    synced = _synced_option(synced_at, current)
     store = registry_store()
     with errors.status("Reading the national registry download...", spinner="dots"):
-        report: IngestReport = _run_guarded(lambda: store.ingest_full(paths, synced_at=synced))
-    _record_national(report, "national", [f for f in store.manifest()["files"]], synced, actor)
+        report: IngestReport = _run_guarded(lambda: store.ingest_full(
+            paths, synced_at=synced, replace_all=replace_all, now=current), as_json)
+    loaded = {f.sha256 for f in report.files}
+    _record_national(report, "national", [f for f in store.manifest()["files"] if f["sha256"] in loaded],
+                     synced, actor)
     _print_registry_report(report, as_json, "national registry")
     raise typer.Exit(EXIT_INVALID if report.malformed else 0)
 
@@ -112,15 +151,19 @@ def import_national(
 @import_app.command("changes")
 def import_changes(
     paths: list[Path] = typer.Argument(..., help="Change list files, .zip files or folders of them."),
-    synced_at: str = typer.Option(None, "--synced-at", help="When the change list was obtained (default now)."),
+    synced_at: str = typer.Option(None, "--synced-at", help="When the change list was obtained (default now; "
+                                                             "never later than now)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
     actor: str = typer.Option(None, "--actor", help="Who loads it (default cli:$USER)."),
 ) -> None:
-    """Apply national registry change lists (AAA,NNNNNNN,A|D[,date] or +/-AAANNNNNNN lines)."""
-    at = _parse_instant(synced_at, "--synced-at")
+    """Apply national registry change lists: a number and an A/D flag per line, in any column
+    order, with or without a date (2125550123,A / D,2026-11-01,212-555-0123 / +/-AAANNNNNNN).
+    Each area code the lists touch has its sync date renewed."""
+    current = now()
+    at = _synced_option(synced_at, current)
     store = registry_store()
     with errors.status("Applying change lists...", spinner="dots"):
-        report: ChangeReport = _run_guarded(lambda: store.apply_changes(paths, at=at))
+        report: ChangeReport = _run_guarded(lambda: store.apply_changes(paths, at=at, now=current), as_json)
     applied = [f for f in report.files if not f.skipped]
     if applied:
         names = {Path(f.path).name for f in applied}
@@ -143,29 +186,41 @@ def _print_registry_report(report: IngestReport | ChangeReport, as_json: bool, w
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
         return
     if isinstance(report, IngestReport):
-        console.print(f"Loaded {what}: {report.entries:,} numbers in {report.area_codes} area codes "
-                      f"from {len(report.files)} files ({report.lines:,} lines, {report.seconds:.1f} s).",
-                      highlight=False)
+        console.print(f"Loaded {what}: area codes {_area_codes(report.area_codes_loaded)} from "
+                      f"{len(report.files)} files ({report.lines:,} lines, {report.seconds:.1f} s); "
+                      f"{report.entries:,} numbers in {report.area_codes} area codes now.", highlight=False)
+        if report.area_codes_kept:
+            console.print(f"  kept with their own dates: {_area_codes(report.area_codes_kept)}", highlight=False)
+        if report.area_codes_dropped:
+            console.print(f"  dropped (--replace-all): {_area_codes(report.area_codes_dropped)}", highlight=False)
     else:
         console.print(f"Applied {what}: +{report.added:,} / -{report.removed:,} numbers "
                       f"({report.additions:,} additions, {report.deletions:,} deletions read); "
                       f"{report.entries:,} numbers now.", highlight=False)
         for skipped in (f for f in report.files if f.skipped):
             console.print(f"  skipped {escape(skipped.path)}: {skipped.skipped}", highlight=False)
+        if report.area_codes_renewed:
+            console.print(f"  sync date renewed for area codes {_area_codes(report.area_codes_renewed)}",
+                          highlight=False)
     console.print(f"version {report.version}, synced at {report.synced_at}", highlight=False)
     _print_malformed(report.malformed, [(m.file, m.line, m.reason, m.text) for m in report.malformed_samples])
 
 
-def _print_malformed(total: int, samples: list[tuple]) -> None:
+def _area_codes(codes: list[str]) -> str:
+    return ", ".join(codes[:30]) + (f" ... ({len(codes)} in all)" if len(codes) > 30 else "")
+
+
+def _print_malformed(total: int, samples: list[tuple], to: Console = console) -> None:
+    """The bad lines of a refused load: where, why and what they hold."""
     if not total:
         return
-    console.print(f"[yellow]{total:,} lines skipped as malformed[/yellow] (the rest was loaded):",
-                  highlight=False)
+    to.print(f"[yellow]{total:,} malformed line{'s' if total != 1 else ''}[/yellow] (nothing was loaded):",
+             highlight=False)
     for file, line, reason, text in samples:
-        console.print(f"  {escape(str(file))}:{line}: {escape(reason)}: {escape(repr(text))}",
-                      highlight=False, soft_wrap=True)
+        to.print(f"  {escape(str(file))}:{line}: {escape(reason)}: {escape(repr(text))}",
+                 highlight=False, soft_wrap=True)
     if total > len(samples):
-        console.print(f"  ... and {total - len(samples):,} more", highlight=False)
+        to.print(f"  ... and {total - len(samples):,} more", highlight=False)
 
 
 @import_app.command("state")
@@ -180,7 +235,7 @@ def import_state(
     """Load a state do-not-call list; it replaces that state's previous load."""
     _import_list(lambda session, at, who: dnc.import_state_list(
         session, code, path, at=at, actor=who, audit=_audit(), version=version,
-        synced_at=_parse_instant(synced_at, "--synced-at") if synced_at else None), as_json, actor)
+        synced_at=_synced_option(synced_at, at) if synced_at else None), as_json, actor)
 
 
 @import_app.command("litigator")
@@ -194,7 +249,7 @@ def import_litigator(
     """Load the litigator list; it replaces the previous load."""
     _import_list(lambda session, at, who: dnc.import_litigator_list(
         session, path, at=at, actor=who, audit=_audit(), version=version,
-        synced_at=_parse_instant(synced_at, "--synced-at") if synced_at else None), as_json, actor)
+        synced_at=_synced_option(synced_at, at) if synced_at else None), as_json, actor)
 
 
 def _import_list(load, as_json: bool, actor: str | None) -> None:
@@ -203,7 +258,7 @@ def _import_list(load, as_json: bool, actor: str | None) -> None:
     def run():
         with _session_scope(engine) as session:
             return load(session, now(), actor or default_actor())
-    report: dnc.ListImportReport = _run_guarded(run)
+    report: dnc.ListImportReport = _run_guarded(run, as_json)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -271,6 +326,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the sources
                       row["synced_at"] or "-", "-" if row["age_days"] is None else f"{row['age_days']:.1f}",
                       f"[{style}]{escape(note)}[/{style}]" if style else escape(note))
     console.print(table)
+    national = rows[0]
+    if national["area_codes_held"]:
+        console.print(f"National registry area codes held: {_area_codes(national['area_codes_held'])}; "
+                      f"oldest sync {national['oldest_synced_at']}, newest {national['newest_synced_at']}.",
+                      highlight=False, soft_wrap=True)
 
 
 # --- scrub ------------------------------------------------------------------------------------
