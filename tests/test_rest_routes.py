@@ -226,17 +226,46 @@ def test_internal_dnc_add_status_lookup_and_remove(client, as_role):
     assert actors_of("dnc.internal.add") == ["compliance"] and actors_of("dnc.internal.remove") == ["compliance"]
 
 
-def test_a_state_list_upload_loads_and_reports_bad_lines(client, as_role):
-    body = b"phone\n3055550100\nnot a number\n"
+def test_a_state_list_upload_loads_and_a_bad_line_refuses_it(client, as_role):
+    body = b"phone\n3055550100\n"
     response = client.post("/v1/dnc/state/FL", files={"file": ("fl.csv", body, "text/csv")},
                            data={"version": "2026-07"}, headers=as_role("compliance"))
     assert response.status_code == 200, response.text
     report = response.json()
-    assert (report["state"], report["entries"], report["rejected"], report["file"]) == ("FL", 1, 1, "fl.csv")
+    assert (report["state"], report["entries"], report["rejected"], report["file"]) == ("FL", 1, 0, "fl.csv")
     assert client.get("/v1/dnc/numbers/3055550100", headers=as_role("compliance")).json()["state"] == ["FL"]
+    refused = client.post("/v1/dnc/state/FL", files={"file": ("fl.csv", b"phone\n3055550101\nnot a number\n",
+                                                               "text/csv")}, headers=as_role("compliance"))
+    assert refused.status_code == 422
+    detail = refused.json()["detail"]
+    assert detail["rejected_samples"] == [{"line": 3, "reason": "letters_in_number", "text": "not a number"}]
+    assert "fl.csv" in detail["error"] and "/tmp" not in refused.text
+    assert client.get("/v1/dnc/numbers/3055550101", headers=as_role("compliance")).json()["state"] == []
     binary = client.post("/v1/dnc/state/FL", files={"file": ("fl.csv", b"\xff\xfe\x00", "text/csv")},
                          headers=as_role("compliance"))
     assert binary.status_code == 422 and "fl.csv" in binary.json()["detail"] and "/tmp" not in binary.text
+
+
+def test_national_uploads_add_up_per_area_code_and_refuse_bad_lines(client, as_role):
+    compliance = as_role("compliance")
+    for name, body in (("212.txt", b"2125550100\n"), ("201.txt", b"201-555-0100\n")):
+        loaded = client.post("/v1/dnc/national", files=[("files", (name, body, "text/plain"))], headers=compliance)
+        assert loaded.status_code == 200, loaded.text
+    assert loaded.json()["area_codes_loaded"] == ["201"] and loaded.json()["area_codes_kept"] == ["212"]
+    national = client.get("/v1/dnc/status", headers=compliance).json()[0]
+    assert national["area_codes_held"] == ["201", "212"]
+    assert client.get("/v1/dnc/numbers/2125550100", headers=compliance).json()["national"]["listed"] is True
+    assert client.get("/v1/dnc/numbers/6465550100", headers=compliance).json()["national"]["synced_at"] is None
+    bad = client.post("/v1/dnc/national/changes", files=[("files", ("c.txt", b"2125550100,D\n2125550101,Z\n",
+                                                                      "text/plain"))], headers=compliance)
+    assert bad.status_code == 422
+    [sample] = bad.json()["detail"]["malformed_samples"]
+    assert (sample["file"], sample["line"], sample["text"]) == ("c.txt", 2, "2125550101,Z") and "/tmp" not in bad.text
+    assert client.get("/v1/dnc/numbers/2125550100", headers=compliance).json()["national"]["listed"] is True
+    future = client.post("/v1/dnc/national", files=[("files", ("212.txt", b"2125550100\n", "text/plain"))],
+                         data={"synced_at": "2199-01-01T00:00:00Z"}, headers=compliance)
+    assert future.status_code == 422 and "in the future" in future.json()["detail"]
+    assert client.get("/v1/dnc/status", headers=compliance).json()[0] == national
 
 
 def test_consent_import_upload_loads_good_rows_and_reports_bad_ones(client, as_role):

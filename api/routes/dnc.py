@@ -3,7 +3,9 @@
 Status and freshness of every source; which lists hold one number; the internal list (add, and
 remove with a reason: stamped, never deleted); and loading state, litigator and national
 registry files. Uploads are copied to a temporary folder in chunks and read from there, as the
-CLI reads files; every load and change is audited with the authenticated user as actor.
+CLI reads files; every load and change is audited with the authenticated user as actor. A load is
+all or nothing: a file with a malformed line is answered 422 with the bad lines (line, text,
+why) and changes nothing; a `synced_at` in the future is refused.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from api.auth import ComplianceUser, require_roles
 from api.database import NowDep, SessionDep
 from api.phone_param import e164_param
 from consent import dnc
-from consent.registry_store import RegistryInputError, RegistryStore, RegistryUnavailable
+from consent.registry_store import MalformedInput, RegistryInputError, RegistryStore, RegistryUnavailable
 from outbound import audit
 from outbound.settings import get_settings
 
@@ -56,6 +58,13 @@ def _dnc_errors_as_422(names: dict[str, str] | None = None) -> Iterator[None]:
     """Domain errors as 422; a message naming a temporary copy names the uploaded file instead."""
     try:
         yield
+    except (MalformedInput, dnc.MalformedList) as error:
+        detail = error.to_dict()
+        for temporary, uploaded in (names or {}).items():
+            detail["error"] = detail["error"].replace(temporary, uploaded)
+            for sample in detail.get("malformed_samples", []):
+                sample["file"] = sample["file"].replace(temporary, uploaded)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from None
     except (dnc.DncError, RegistryInputError, RegistryUnavailable, ValueError, UnicodeError) as error:
         message = str(error)
         for temporary, uploaded in (names or {}).items():
@@ -123,8 +132,13 @@ def _uploaded(files: list[UploadFile]) -> Iterator[dict[str, str]]:
 
 
 def _synced(value: datetime | None, now: datetime) -> datetime:
+    """The data's sync date: with a zone, and never later than the load."""
     if value is not None and value.tzinfo is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="synced_at: give a time zone (e.g. Z)")
+    if value is not None and value > now:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            detail=f"synced_at {value.isoformat()} is in the future (now {now.isoformat()}): "
+                                   "give when the data was actually obtained")
     return value or now
 
 
@@ -162,13 +176,18 @@ def load_litigator_list(file: Annotated[UploadFile, File()], session: SessionDep
 
 
 @router.post("/national", responses=UNUSABLE, response_class=AsciiJSONResponse,
-             summary="Replace the national registry store with a full download (plain or zipped files)")
+             summary="Load full lists: each area code in the files replaces that area code (plain or zipped)")
 def load_national(files: Annotated[list[UploadFile], File()], session: SessionDep, now: NowDep,
-                  user: ComplianceUser, synced_at: SyncedForm = None) -> dict[str, Any]:
+                  user: ComplianceUser, synced_at: SyncedForm = None,
+                  replace_all: Annotated[bool, Form(description="the files are the whole registry: drop the "
+                                                    "area codes they do not hold")] = False) -> dict[str, Any]:
     synced, store = _synced(synced_at, now), registry_store()
     with _uploaded(files) as names, _dnc_errors_as_422(names):
-        report = store.ingest_full([FilePath(path) for path in names], synced_at=synced)
-    dnc.record_national_load(session, kind="national", version=report.version, files=store.manifest()["files"],
+        report = store.ingest_full([FilePath(path) for path in names], synced_at=synced,
+                                   replace_all=replace_all, now=now)
+    loaded = {f.sha256 for f in report.files}
+    dnc.record_national_load(session, kind="national", version=report.version,
+                             files=[f for f in store.manifest()["files"] if f["sha256"] in loaded],
                              entries=report.entries, synced_at=synced, at=now, actor=user.name, audit=audit.append)
     return report.to_dict()
 
@@ -179,7 +198,7 @@ def load_national_changes(files: Annotated[list[UploadFile], File()], session: S
                           user: ComplianceUser, synced_at: SyncedForm = None) -> dict[str, Any]:
     at, store = _synced(synced_at, now), registry_store()
     with _uploaded(files) as names, _dnc_errors_as_422(names):
-        report = store.apply_changes([FilePath(path) for path in names], at=at)
+        report = store.apply_changes([FilePath(path) for path in names], at=at, now=now)
     names = {FilePath(f.path).name for f in report.files if not f.skipped}
     if names:
         changes = [c for c in store.manifest()["changes"] if c["name"] in names]
