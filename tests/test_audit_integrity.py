@@ -401,3 +401,31 @@ def test_the_upgrade_refuses_a_broken_legacy_chain(at_0005):
     assert migrations.current_revision(at_0005) == "0005"
     with at_0005.connect() as connection:      # nothing was re-keyed
         assert connection.execute(sa.select(EVENTS.c.actor).where(EVENTS.c.id == 3)).scalar_one() == "mallory"
+
+
+# --- REST -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def rest(env_api_users):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    return TestClient(create_app()), env_api_users.headers("compliance")
+
+
+def test_rest_anchor_then_verify_with_it_and_a_changed_row(rest, env_api_users):
+    client, headers = rest
+    anchor = client.get("/v1/audit/anchor", headers=headers).json()
+    assert set(anchor) == {"id", "hash"} and anchor["id"] >= 1
+    verified = client.get("/v1/audit/verify", params={"anchor": f"{anchor['id']}:{anchor['hash']}"},
+                          headers=headers).json()
+    assert verified["ok"] is True and verified["anchor"]["ok"] is True and verified["rows"]["ok"] is True
+    facts(env_api_users.engine)
+    with env_api_users.engine.begin() as connection:
+        connection.execute(sa.update(CONSENTS).values(kind="written", seller="Other"))
+    changed = client.get("/v1/audit/verify", headers=headers).json()
+    assert changed["ok"] is False and changed["broken"] is None
+    assert [(p["table"], p["problem"]) for p in changed["rows"]["problems"]] == [
+        ("consent_records", "edited"), ("consent_records", "edited")]
+    bad = client.get("/v1/audit/verify", params={"anchor": "nonsense"}, headers=headers)
+    assert bad.status_code == 422 and "ID:HASH" in bad.text

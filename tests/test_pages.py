@@ -17,6 +17,7 @@ from api.pages.campaign_live import live_counters
 from api.pages.sse import sse_event
 from api.pages.svg_chart import blocked_by_reason_svg
 from consent.rules import load_pack
+from consent.tables import DncEntry
 from outbound import agents, audit, transfers
 from outbound.db import ensure_schema, get_engine, session_scope
 from outbound.models import Attempt, AuditEvent, Campaign, Contact, Decision
@@ -316,6 +317,15 @@ def test_audit_verification_reports_intact_then_broken(compliance, engine, decid
         session.execute(AuditEvent.__table__.update().where(AuditEvent.id == 2).values(actor="mallory"))
     broken = compliance.post("/compliance/audit/verify").text
     assert "Chain broken at event #2" in broken
+
+
+def test_audit_verification_lists_a_dnc_row_changed_outside_the_audit(compliance, engine, decided):
+    assert "all match" in compliance.post("/compliance/audit/verify").text
+    with session_scope(engine) as session:
+        session.execute(DncEntry.__table__.delete().where(DncEntry.phone == "+12125550123"))
+    page = compliance.post("/compliance/audit/verify").text
+    assert "row(s) changed outside the audit" in page and 'id="verify-row-problems"' in page
+    assert "<td>dnc_entries</td>" in page and "<td>removed</td>" in page
 
 
 def test_dnc_status_page_flags_missing_national_data(compliance):
