@@ -46,9 +46,17 @@ def load_batch_facts(session: Session, phones: Sequence[str], at: datetime,
             for phone in wanted}
 
 
+def for_seller(facts: Facts, seller: str) -> Facts:
+    """The facts of one campaign's attempt: only consents obtained by the campaign's seller count
+    (DESIGN.md, Invariants). Revocations stay whoever obtained the consent: an opt-out stops
+    every campaign's attempts on its channel, the fail-closed reading of a do-not-call request."""
+    return replace(facts, consents=records.of_seller(facts.consents, seller))
+
+
 def national_dnc(fact: dict) -> NationalDnc | None:
-    """The registry's answer as the gate's fact; None (no data: the gate fails closed for
-    telemarketing) when the store was never loaded."""
+    """The registry's answer as the gate's fact, dated by the number's own area code; None (the
+    gate's `synced_at: null`, so it fails closed for telemarketing) when that area code has no
+    registry data: never loaded, or the store is empty."""
     synced_at = fact.get("synced_at")
     if synced_at is None:
         return None
