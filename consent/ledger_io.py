@@ -50,6 +50,26 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 # --- field types ------------------------------------------------------------------------------
 
+# What migration 0005 gave consents recorded before a consent named its seller (when the install
+# had more or fewer than one campaign): it matches no campaign, so they count for nothing.
+UNKNOWN_SELLER = "unknown"
+_SPACES = re.compile(r"\s+")
+
+
+def seller_key(name: str | None) -> str | None:
+    """What two seller names are compared by: case and runs of spaces do not matter. None for a
+    missing name or the placeholder, which match no seller at all (fail closed)."""
+    if name is None:
+        return None
+    key = _SPACES.sub(" ", name).strip().casefold()
+    return None if not key or key == UNKNOWN_SELLER else key
+
+
+def same_seller(first: str | None, second: str | None) -> bool:
+    key = seller_key(first)
+    return key is not None and key == seller_key(second)
+
+
 def _e164(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"give the phone as a string, not {type(value).__name__}")
@@ -187,13 +207,25 @@ class EvidenceIn(_Strict):
         return self.model_dump(exclude_none=True)
 
 
+def _a_real_seller(value: str) -> str:
+    if seller_key(value) is None:
+        raise ValueError(f"{value!r} is the placeholder for consents recorded before consent named its "
+                         f"seller; name the seller that obtained this consent")
+    return value
+
+
+# A consent counts only for campaigns of the seller that obtained it (DESIGN.md, Invariants).
+Seller = Annotated[Text, AfterValidator(_a_real_seller)]
+
+
 class ConsentIn(_Strict):
     type: Literal["consent"] = "consent"
     phone: Phone
     kind: ConsentKind
     channels: Channels
     purposes: Purposes
-    seller: Text | None = None
+    seller: Seller = Field(description="the seller that obtained the consent: it counts only for "
+                                       "campaigns of that seller")
     brand: Text | None = None
     granted_at: Instant
     expires_at: Instant | None = None
@@ -216,6 +248,16 @@ class ConsentIn(_Strict):
             raise ValueError(f"{both[0]} is given both flat and under evidence: give it once")
         rest = {name: value for name, value in data.items() if name not in flat}
         return {**rest, "evidence": {**nested, **flat}}
+
+    @model_validator(mode="after")
+    def _written_has_evidence(self) -> ConsentIn:
+        # Prior express written consent must be provable (47 CFR 64.1200(f)(9)); a record
+        # without any proof would let calls through that nobody could defend.
+        if self.kind is ConsentKind.WRITTEN and not self.evidence.as_stored():
+            raise ValueError(f"evidence: written consent needs its evidence; give at least one of "
+                             f"{', '.join(EVIDENCE_FIELDS)} (a certificate_id or the disclosure_text is "
+                             f"the strongest proof)")
+        return self
 
     @model_validator(mode="after")
     def _expiry_after_grant(self) -> ConsentIn:

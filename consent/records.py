@@ -24,6 +24,7 @@ from consent.ledger_io import (
     BusinessRelationshipIn, ConsentIn, LoadedFile, RevocationIn, RevocationVia, RowError, e164_or_none,
 )
 from consent.row_digest import stored_digests
+    same_seller, seller_key,
 from consent.tables import BusinessRelationship, ConsentRecord, Revocation
 from consent.types import Channel, ConsentGrant, ConsentKind, ConsentNeed, Purpose, RevocationFact
 
@@ -127,6 +128,16 @@ def _audited_evidence(evidence: dict) -> dict:
 
 def add_consent(session: Session, record_in: ConsentIn, *, actor: str, at: datetime,
                 audit: Audit) -> Recorded[ConsentRecord]:
+def _require_provable(record_in: ConsentIn) -> None:
+    """ConsentIn checks both on input; a record built without validation must not slip past."""
+    if seller_key(record_in.seller) is None:
+        raise LedgerError("seller: name the seller that obtained this consent: it counts only for "
+                          "that seller's campaigns")
+    if record_in.kind is ConsentKind.WRITTEN and not record_in.evidence.as_stored():
+        raise LedgerError("evidence: written consent needs its evidence (certificate_id, disclosure_text, "
+                          "source, page_url, ...)")
+
+
     """Store one consent and link it into its scope's supersession chain.
 
     Re-sending a record identical to one on file (same scope, kind, times, brand, evidence)
@@ -135,6 +146,7 @@ def add_consent(session: Session, record_in: ConsentIn, *, actor: str, at: datet
     _require_aware("at", at)
     channels, purposes = _join_channels(record_in.channels), _join_purposes(record_in.purposes)
     chain = _scope_chain(session, record_in.phone, record_in.seller, channels, purposes)
+    _require_provable(record_in)
     for existing in chain:
         if _same_grant(existing, record_in):
             return Recorded(existing, False)
@@ -357,7 +369,13 @@ def evidence_summary(record: ConsentRecord) -> str:
 def grant_of(record: ConsentRecord) -> ConsentGrant:
     return ConsentGrant(kind=ConsentKind(record.kind), channels=_channels(record.channels),
                         purposes=_purposes(record.purposes), granted_at=record.granted_at,
-                        expires_at=record.expires_at, evidence=evidence_summary(record))
+                        expires_at=record.expires_at, evidence=evidence_summary(record), seller=record.seller)
+
+
+def of_seller(consents: Iterable[ConsentGrant], seller: str | None) -> tuple[ConsentGrant, ...]:
+    """The consents obtained by `seller`: the only ones that count for its campaigns. None, or the
+    placeholder of consents migrated without a seller, matches nothing."""
+    return tuple(grant for grant in consents if same_seller(grant.seller, seller))
 
 
 def revocation_fact(revocation: Revocation) -> RevocationFact:
@@ -448,6 +466,7 @@ def _satisfies(kind: ConsentKind, need: ConsentNeed) -> bool:
 def _revoking(grant: ConsentGrant, channel: Channel, revocations: Iterable[RevocationFact],
               at: datetime) -> RevocationFact | None:
     """The latest revocation of `channel` received at or after the grant and at or before `at`."""
+                "seller": grant.seller if grant else None,
     hits = [r for r in revocations if channel in r.channels and grant.granted_at <= r.at <= at]
     return max(hits, key=lambda r: r.at, default=None)
 
@@ -587,20 +606,96 @@ class LedgerView:
     reliance: tuple[Reliance, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"phone": self.phone, "at": _iso(self.at),
+        return {"phone": self.phone, "at": _iso(self.at), "seller": self.seller,
                 "history": [event.as_dict() for event in self.events],
-                "relied_on": [reliance.as_dict() for reliance in self.reliance]}
+                "relied_on": [reliance.as_dict() for reliance in self.reliance],
+                "consents": [standing.as_dict() for standing in self.consents]}
 
 
 def ledger_view(session: Session, phone: str, at: datetime, *, channels: Sequence[Channel] = tuple(Channel),
-                purposes: Sequence[Purpose] = tuple(Purpose)) -> LedgerView:
-    """The history of a phone and, per channel and purpose, the record the gate would rely on at `at`."""
+# --- whether each consent is in force -----------------------------------------------------------
+
+CONSENT_STATUSES = ("active", "not_yet_granted", "expired", "revoked", "superseded")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentStanding:
+    """One consent on file and whether it is in force at an instant, in words a reviewer reads."""
+
+    record: ConsentRecord
+    status: str                          # one of CONSENT_STATUSES
+    detail: str                          # "revoked for sms on 2026-07-10T12:00:00Z via sms_stop; ..."
+    in_force_channels: tuple[Channel, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**consent_as_dict(self.record), "status": self.status, "status_detail": self.detail,
+                "in_force_channels": [channel.value for channel in self.in_force_channels]}
+
+
+def consent_standing(record: ConsentRecord, successor: ConsentRecord | None,
+                     revocations: Sequence[RevocationFact], at: datetime) -> ConsentStanding:
+    """Pure. Superseded, not yet granted, expired, revoked (for some or all of its channels, by a
+    revocation received at or after its grant) or active, at `at`; whichever of expiry and
+    revocation came first names the status. A consent revoked on one channel only stays in force
+    on the others, and the detail says so."""
+    if successor is not None:
+        return ConsentStanding(record, "superseded", f"superseded by consent#{successor.id} granted "
+                                                     f"{_iso(successor.granted_at)}", ())
+    if record.granted_at > at:
+        return ConsentStanding(record, "not_yet_granted", f"granted only at {_iso(record.granted_at)}", ())
+    grant = grant_of(record)
+    channels = [channel for channel in Channel if channel in grant.channels]
+    revoked = {channel: found for channel in channels
+               if (found := _revoking(grant, channel, revocations, at)) is not None}
+    first_revoked = min((found.at for found in revoked.values()), default=None)
+    if record.expires_at is not None and record.expires_at <= at and (
+            first_revoked is None or record.expires_at <= first_revoked):
+        return ConsentStanding(record, "expired", f"expired on {_iso(record.expires_at)}", ())
+    in_force = tuple(channel for channel in channels if channel not in revoked)
+    if revoked:
+        parts = [f"revoked for {channel.value} on {_iso(found.at)} via {found.via}"
+                 for channel, found in revoked.items()]
+        if in_force:
+            parts.append(f"still in force for {' '.join(channel.value for channel in in_force)}")
+        return ConsentStanding(record, "revoked", "; ".join(parts), in_force)
+    expiry = f"until {_iso(record.expires_at)}" if record.expires_at else "no expiry"
+    return ConsentStanding(record, "active", f"in force since {_iso(record.granted_at)}, {expiry}", in_force)
+
+
+def consent_standings(consents: Iterable[ConsentRecord], revocations: Iterable[Revocation],
+                      at: datetime) -> list[ConsentStanding]:
+    """The standing at `at` of every consent recorded by then, in grant order. A record is
+    superseded by the next one granted in its scope (phone, seller, channels, purposes)."""
+    on_file = sorted((record for record in consents if record.recorded_at <= at),
+                     key=lambda record: (record.granted_at, record.id))
+    facts = [revocation_fact(revocation) for revocation in revocations if revocation.recorded_at <= at]
+    successors: dict[int, ConsentRecord] = {}
+    latest: dict[tuple, ConsentRecord] = {}
+    for record in on_file:
+        older = latest.get(_scope_key(record))
+        if older is not None:
+            successors[older.id] = record
+        latest[_scope_key(record)] = record
+    return [consent_standing(record, successors.get(record.id), facts, at) for record in on_file]
+
+
+# --- the view of one phone ----------------------------------------------------------------------
+
+                purposes: Sequence[Purpose] = tuple(Purpose), seller: str | None = None) -> LedgerView:
+    """The history of a phone, each consent's standing and, per channel and purpose, the record
+    the gate would rely on at `at`. Given a seller, consents are only that seller's: what the gate
+    sees for its campaigns (the revocations stay, whoever they came through)."""
     e164 = normalize_phone(phone)
     facts = facts_for(session, e164, at)
-    reliance = tuple(relied_on(facts.consents, facts.revocations, channel, purpose,
-                               NEED_BY_PURPOSE[Purpose(purpose)], at)
+    grants = facts.consents if seller is None else of_seller(facts.consents, seller)
+    reliance = tuple(relied_on(grants, facts.revocations, channel, purpose, NEED_BY_PURPOSE[Purpose(purpose)], at)
+    consents: tuple[ConsentStanding, ...] = ()
+    seller: str | None = None            # the seller the view was narrowed to, if any
                      for channel in channels for purpose in purposes)
-    return LedgerView(e164, at, tuple(history(session, e164)), reliance)
+    records_on_file = [record for record in _rows(session, ConsentRecord, e164)
+                       if seller is None or same_seller(record.seller, seller)]
+    standings = consent_standings(records_on_file, _rows(session, Revocation, e164), at)
+    return LedgerView(e164, at, tuple(history(session, e164)), reliance, tuple(standings), seller)
 
 
 def consent_as_dict(record: ConsentRecord) -> dict[str, Any]:

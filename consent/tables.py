@@ -33,7 +33,9 @@ class ConsentRecord(SQLModel, table=True):
     kind: str = Field(description="written | express")
     channels: str = Field(description="space-separated: voice sms")
     purposes: str = Field(description="space-separated: telemarketing informational")
-    seller: str | None = None
+    # A consent counts only for campaigns of the seller that obtained it. Rows from before
+    # migration 0005 may hold "unknown" (consent.ledger_io.UNKNOWN_SELLER), which matches none.
+    seller: str = Field(description="the seller that obtained it")
     brand: str | None = None
     granted_at: datetime = instant_field()
     expires_at: datetime | None = instant_field(nullable=True)

@@ -68,6 +68,9 @@ class ConsentGrant:
     granted_at: datetime
     expires_at: datetime | None = None
     evidence: str | None = None
+    # Who obtained it. The gate never reads it: the engine keeps only the consents of the
+    # campaign's seller before asking (scheduler.facts.for_seller), and a scenario has none.
+    seller: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,6 +221,12 @@ def campaign_settings(campaign: Campaign) -> CampaignSettings:
     return CampaignSettings.model_validate(campaign.settings or {})
 
 
+def campaign_seller(campaign: Campaign) -> str:
+    """The seller a campaign calls for: the name its calls give (`conversation.seller_name`),
+    else the campaign's name. Only consents obtained by this seller count for its attempts."""
+    return campaign_settings(campaign).conversation.seller_name or campaign.name
+
+
 # --- lifecycle --------------------------------------------------------------------------------
 
 def create_campaign(session: Session, spec: CampaignIn, *, actor: str, at: datetime) -> Campaign:
@@ -400,7 +406,7 @@ def campaign_dict(campaign: Campaign) -> dict[str, Any]:
     return {"id": campaign.id, "name": campaign.name, "status": campaign.status,
             "channel": campaign.channel, "purpose": campaign.purpose, "voice": campaign.voice,
             "automated": campaign.automated, "caller_id": campaign.caller_id, "script": campaign.script,
-            "settings": campaign.settings}
+            "seller": campaign_seller(campaign), "settings": campaign.settings}
 
 
 @dataclass

@@ -225,6 +225,7 @@ def call_context(campaign: Campaign, contact: Contact, settings: ConversationSet
     # A script is spoken by a synthetic voice whatever the campaign row says (creation refuses
     # live + script; an older row still gets the artificial-voice disclosures and opt-out key).
     voice = "artificial" if settings.script and campaign.voice in (None, "live") else campaign.voice
+    # The seller named is the one whose consent let the call through (campaigns.campaign_seller).
     return CallContext(seller=settings.seller_name or campaign.name,
                        callback_number=settings.callback_number or campaign.caller_id,
                        voice=voice, purpose=campaign.purpose, recorded=settings.record_calls,

@@ -6,7 +6,8 @@
 - `record_calls`: the call is recorded (the preamble then announces it where the law needs it);
 - `machine_policy`: on an answering machine, `leave_voicemail` (a compliant message after the
   beep) or `hang_up`;
-- `seller_name`: who the call is from (default: the campaign's name);
+- `seller_name`: who the call is from (default: the campaign's name); it is also the seller whose
+  consents count for the campaign (`outbound.campaigns.campaign_seller`);
 - `callback_number`: the number the preamble and voicemails give (default: the caller ID).
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from consent.ledger_io import seller_key
 from outbound.scripts.loader import ScriptError, load_script
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -42,6 +44,15 @@ class ConversationSettings(BaseModel):
             load_script(value)
         except ScriptError as error:
             raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("seller_name")
+    @classmethod
+    def _seller_can_hold_consent(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # On input only, like the script: a stored row is read as it is.
+        if value is not None and (info.context or {}).get("load_scripts") and seller_key(value) is None:
+            raise ValueError(f"{value!r} cannot name a seller (blank, or the placeholder of consents "
+                             f"migrated without one): no consent would ever count for this campaign")
         return value
 
     @field_validator("callback_number")

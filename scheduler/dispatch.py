@@ -37,12 +37,12 @@ from consent.scenario import decision_to_dict, scenario_to_dict
 from consent.types import (
     AttemptRequest, Channel, Decision, Facts, LineType, Location, PriorAttempt, Purpose, Verdict, VoiceKind,
 )
-from outbound.campaigns import CampaignSettings, campaign_settings
+from outbound.campaigns import CampaignSettings, campaign_seller, campaign_settings
 from outbound.db import session_scope
 from outbound.decisions import NewDecision, store_decisions
 from outbound.models import Attempt, Campaign, Contact
 from scheduler import claims, openings
-from scheduler.facts import NationalRegistry, load_batch_facts
+from scheduler.facts import NationalRegistry, for_seller, load_batch_facts
 from telephony.adapter import Adapter, CallRequest, CarrierCall, CarrierError, SmsRequest
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ def _decide_one(row: _Row, facts: dict[str, Facts], *, now: datetime, pack: Rule
                 config: DispatchConfig) -> _Decided:
     phone = row.contact.e164
     request = attempt_request(row.campaign, row.contact, pack)
-    seen = facts[phone]
+    seen = for_seller(facts[phone], campaign_seller(row.campaign))
     decision = evaluate(request, seen, pack, now)
     settings = campaign_settings(row.campaign)
     plan = _plan(decision, request, settings, pack, now, send_lease=timedelta(seconds=config.send_lease_seconds))

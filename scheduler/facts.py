@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -32,7 +33,8 @@ class NationalRegistry(Protocol):
 
 def load_batch_facts(session: Session, phones: Sequence[str], at: datetime,
                      registry: NationalRegistry) -> dict[str, Facts]:
-    """`{e164: Facts}` for every phone given, as known at `at`."""
+    """`{e164: Facts}` for every phone given, as known at `at`. The consents are every seller's
+    (a batch mixes campaigns): narrow them with `for_seller` before asking the gate."""
     wanted = list(dict.fromkeys(phones))
     ledger = records.facts_for_many(session, wanted, at)
     listings = dnc.sources_listing_many(session, wanted)

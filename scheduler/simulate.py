@@ -22,11 +22,11 @@ from consent.rules import RulePack
 from consent.scenario import iso_utc
 from consent.types import Verdict
 from consent.windows import zone_info
-from outbound.campaigns import campaign_settings, find_campaign
+from outbound.campaigns import campaign_seller, campaign_settings, find_campaign
 from outbound.models import Contact
 from scheduler import openings
 from scheduler.dispatch import attempt_request
-from scheduler.facts import NationalRegistry, load_batch_facts
+from scheduler.facts import NationalRegistry, for_seller, load_batch_facts
 
 
 @dataclass
@@ -70,7 +70,9 @@ def simulate(engine: Engine, campaign_key: str, *, start: datetime, days: int, p
         settings = campaign_settings(campaign)
         contacts = list(session.execute(select(Contact).where(Contact.campaign_id == campaign.id)
                                         .order_by(Contact.id)).scalars())
-        facts = load_batch_facts(session, [contact.e164 for contact in contacts], start, registry)
+        seller = campaign_seller(campaign)
+        facts = {phone: for_seller(found, seller) for phone, found in
+                 load_batch_facts(session, [contact.e164 for contact in contacts], start, registry).items()}
         requests = [attempt_request(campaign, contact) for contact in contacts]
     report = SimulationReport(campaign=campaign.name, start=start, until=until, contacts=len(contacts))
     slot = 1.0 / settings.cps

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from consent import records
 from consent.ledger_io import (
-    BusinessRelationshipIn, ConsentIn, LoadedFile, RevocationIn, load_csv_bytes, load_json_bytes,
+    BusinessRelationshipIn, ConsentIn, LoadedFile, RevocationIn, load_csv_bytes, load_json_bytes, seller_key,
 )
 from outbound import audit
 
@@ -122,7 +122,7 @@ def good_records(draw) -> dict:
                 "channels": draw(st.lists(st.sampled_from(["voice", "sms"]), min_size=1, unique=True)),
                 "purposes": draw(st.lists(st.sampled_from(["telemarketing", "informational"]), min_size=1,
                                           unique=True)),
-                "seller": draw(st.none() | plain_text), "granted_at": granted.isoformat(),
+                "seller": draw(plain_text.filter(seller_key)), "granted_at": granted.isoformat(),
                 "evidence": {"disclosure_text": draw(plain_text), "certificate_id": draw(plain_text)}}
     if record_type == "revocation":
         return {**base, "channels": ["sms"], "via": draw(st.sampled_from(["sms_stop", "keypress", "agent"])),

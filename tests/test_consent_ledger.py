@@ -108,7 +108,6 @@ def test_a_late_backfilled_older_consent_slots_into_the_past_and_does_not_hide_t
 
 @pytest.mark.parametrize("different", [
     {"seller": "Other Co"},
-    {"seller": None},
     {"channels": ["voice"]},
     {"purposes": ["telemarketing", "informational"]},
 ])
@@ -233,7 +232,7 @@ def test_facts_carry_the_grant_as_the_gate_reads_it(session):
     assert grant == ConsentGrant(kind=ConsentKind.EXPRESS, channels=frozenset({Channel.VOICE, Channel.SMS}),
                                  purposes=frozenset({Purpose.INFORMATIONAL}), granted_at=utc("2026-01-01T00:00:00"),
                                  expires_at=utc("2027-01-01T00:00:00"),
-                                 evidence=f"consent#{stored.id} sha256={sha[:16]}")
+                                 evidence=f"consent#{stored.id} sha256={sha[:16]}", seller="Acme")
 
 
 def test_ledger_facts_fill_the_gates_facts(session):
@@ -372,11 +371,11 @@ def test_an_expired_record_stays_on_file_but_is_not_relied_on(session):
 
 MIXED_CSV = b"""type,phone,kind,channels,purposes,seller,granted_at,expires_at,disclosure_text,via,received_at,last_transaction_at
 consent,(212) 555-0123,written,voice;sms,telemarketing,Acme,2026-01-01T00:00:00Z,,I agree,,,
-,212-555-0124,express,voice sms,informational,,2026-01-01T00:00:00-05:00,,,,,
+,212-555-0124,express,voice sms,informational,Acme,2026-01-01T00:00:00-05:00,,,,,
 revocation,2125550123,,sms,,,,,,sms_stop,2026-02-01T00:00:00Z,
 business_relationship,2125550123,,,,,,,,,,2025-12-01T00:00:00Z
 consent,555,verbal,fax,,,2026-01-01,,,,,
-consent,2125550123,written,voice,telemarketing,,2026-03-01T00:00:00Z,2026-02-01T00:00:00Z,,,,
+consent,2125550123,written,voice,telemarketing,Acme,2026-03-01T00:00:00Z,2026-02-01T00:00:00Z,I agree,,,
 """
 
 
@@ -438,7 +437,7 @@ def test_cli_import_of_a_clean_json_lines_file_exits_0(cli, tmp_path):
     path = tmp_path / "ledger.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in [
         {"phone": "2125550123", "kind": "written", "channels": ["sms"], "purposes": ["telemarketing"],
-         "granted_at": "2026-01-01T00:00:00Z"},
+         "seller": "Acme", "granted_at": "2026-01-01T00:00:00Z", "certificate_id": "CERT-1"},
         {"type": "revocation", "phone": "2125550123", "via": "keypress", "received_at": "2026-02-01T00:00:00Z"},
     ]))
     result = cli("consent", "import", str(path))
@@ -449,7 +448,7 @@ def test_cli_import_of_a_clean_json_lines_file_exits_0(cli, tmp_path):
 def test_cli_show_and_revoke(cli, tmp_path):
     path = tmp_path / "one.json"
     path.write_text(json.dumps([{"phone": "2125550123", "kind": "written", "channels": ["voice", "sms"],
-                                 "purposes": ["telemarketing"], "granted_at": "2026-01-01T00:00:00Z",
+                                 "purposes": ["telemarketing"], "seller": "Acme", "granted_at": "2026-01-01T00:00:00Z",
                                  "evidence": {"certificate_id": "CERT-1"}}]))
     assert cli("consent", "import", str(path)).exit_code == 0
 
@@ -482,7 +481,7 @@ def test_cli_refuses_bad_input_with_a_precise_message_and_status_2(cli, args, me
 # --- loading files: each bad row gets a precise reason, the good rows still load ---------------
 
 GOOD = {"phone": "2125550123", "kind": "written", "channels": ["sms"], "purposes": ["telemarketing"],
-        "granted_at": "2026-01-01T00:00:00Z"}
+        "seller": "Acme", "granted_at": "2026-01-01T00:00:00Z", "source": "web form"}
 
 
 @pytest.mark.parametrize("data,line,reason", [
@@ -534,14 +533,14 @@ def test_files_that_cannot_be_read_at_all_say_why(data, reason):
 
 
 def test_csv_accepts_a_bom_both_list_spellings_and_multi_line_cells():
-    data = ("\ufeffphone,kind,channels,purposes,granted_at,disclosure_text\n"
-            '2125550123,written,voice;sms,telemarketing,2026-01-01T00:00:00Z,"I agree\n to calls "\n'
-            "2125550124,express,voice sms,informational telemarketing,2026-01-01T00:00:00Z,\n"
-            "2125550125,express,voice,informational,2026-01-01T00:00:00Z,,extra\n").encode()
+    data = ("\ufeffphone,kind,channels,purposes,seller,granted_at,disclosure_text\n"
+            '2125550123,written,voice;sms,telemarketing,Acme,2026-01-01T00:00:00Z,"I agree\n to calls "\n'
+            "2125550124,express,voice sms,informational telemarketing,Acme,2026-01-01T00:00:00Z,\n"
+            "2125550125,express,voice,informational,Acme,2026-01-01T00:00:00Z,,extra\n").encode()
     loaded = load_csv_bytes(data)
     assert [row.line for row in loaded.rows] == [2, 4]
     first, second = (row.record for row in loaded.rows)
     assert first.channels == {Channel.VOICE, Channel.SMS}
     assert first.evidence.disclosure_text == "I agree\n to calls "           # kept exactly as given
     assert second.purposes == {Purpose.INFORMATIONAL, Purpose.TELEMARKETING}
-    assert [(e.line, e.reason) for e in loaded.errors] == [(5, "7 cells but the header has 6 columns")]
+    assert [(e.line, e.reason) for e in loaded.errors] == [(5, "8 cells but the header has 7 columns")]

@@ -23,9 +23,10 @@ from api.pages.access import PageRoute, page_user
 from api.pages.deps import EngineDep, NowDep, SessionDep
 from api.pages.rendering import render
 from api.pages.svg_chart import blocked_by_reason_svg
-from consent import dnc
+from consent import dnc, records
 from consent.tables import BusinessRelationship, ConsentRecord, DncSource, Revocation
 from outbound import audit
+from outbound.campaigns import campaign_seller
 from outbound.decisions import load_decision
 from outbound.models import Campaign
 from outbound.replay import replay_row
@@ -127,16 +128,22 @@ def why(request: Request, session: SessionDep, now: NowDep, user=Compliance,
         context["error"] = str(error)
         return render(request, "compliance/why.html", context, status_code=422)
     loads = session.execute(select(DncSource).order_by(DncSource.loaded_at, DncSource.id)).scalars().all()
-    decisions = []
+    decisions, sellers = [], {}
     for row in decisions_for_phone(session, e164):
         found = load_decision(session, row.decision_id)
+        if row.campaign_id is not None and row.campaign_id not in sellers:
+            campaign = session.get(Campaign, row.campaign_id)
+            sellers[row.campaign_id] = campaign_seller(campaign) if campaign else None
         decisions.append({"row": row, "scenario": _scenario(found[0].scenario) if found else {},
-                          "dnc_versions": sources_in_force(loads, row.decided_at)})
+                          "dnc_versions": sources_in_force(loads, row.decided_at),
+                          "seller": sellers.get(row.campaign_id)})
+    revocations = session.execute(select(Revocation).where(Revocation.phone == e164)
+                                  .order_by(Revocation.received_at)).scalars().all()
+    consents = session.execute(select(ConsentRecord).where(ConsentRecord.phone == e164)).scalars().all()
     context.update(e164=e164, decisions=decisions,
-                   consents=session.execute(select(ConsentRecord).where(ConsentRecord.phone == e164)
-                                            .order_by(ConsentRecord.granted_at)).scalars().all(),
-                   revocations=session.execute(select(Revocation).where(Revocation.phone == e164)
-                                               .order_by(Revocation.received_at)).scalars().all(),
+                   # Each consent's seller, evidence and whether it is in force now.
+                   consents=records.consent_standings(consents, revocations, now),
+                   revocations=revocations,
                    relationships=session.execute(select(BusinessRelationship).where(
                        BusinessRelationship.phone == e164)).scalars().all(),
                    listing=dnc.sources_listing(session, e164),

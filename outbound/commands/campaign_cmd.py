@@ -56,7 +56,9 @@ def create(
         None, "--conversation-script", help="voice: bundled script name (solar_qualify) or a YAML/JSON script path"),
     record_calls: bool = typer.Option(False, "--record-calls", help="voice: calls are recorded (announced where required)"),
     machine_policy: str = typer.Option("hang_up", "--machine-policy", help="voice: leave_voicemail | hang_up"),
-    seller_name: str | None = typer.Option(None, "--seller-name", help="who calls say they are from (default: the name)"),
+    seller_name: str | None = typer.Option(None, "--seller", "--seller-name",
+                                           help="the seller: who calls say they are from, and whose consents "
+                                                "count for this campaign (default: the campaign's name)"),
     callback_number: str | None = typer.Option(None, "--callback-number", help="E.164 number calls give (default: caller ID)"),
     owner: str | None = typer.Option(None, "--owner", help="the manager (name or id) who owns it: managers see "
                                                           "only their own campaigns in the API and the pages"),
@@ -97,10 +99,12 @@ def update(
     cps: float | None = typer.Option(None, help="calls (or texts) per second ceiling"),
     max_concurrent: int | None = typer.Option(None, "--max-concurrent", help="attempts dialing at once"),
     retry: list[str] = typer.Option([], help="OUTCOME=DELAY:MAX_ATTEMPTS, repeatable; replaces every retry rule"),
+    seller: str | None = typer.Option(None, "--seller", "--seller-name",
+                                      help="the seller whose consents count (and whom calls name)"),
     as_json: bool = typer.Option(False, "--json", help="Print the campaign as JSON."),
 ) -> None:
-    """Change a campaign's hours, dates, pacing or retries; what is not given stays. Any status
-    but completed. Bad input stores nothing and exits 2."""
+    """Change a campaign's hours, dates, pacing, retries or seller; what is not given stays. Any
+    status but completed. Bad input stores nothing and exits 2."""
     try:
         changes: dict[str, Any] = {key: value for key, value in (
             ("hours", hours), ("start_date", start_date), ("end_date", end_date), ("cps", cps),
@@ -109,15 +113,17 @@ def update(
             changes["retry"] = dict(parse_retry(item) for item in retry)
     except CampaignError as error:
         raise fail(EXIT_INVALID, str(error), as_json) from None
-    if not changes:
+    if not changes and seller is None:
         raise fail(EXIT_INVALID, "nothing to change: give at least one of --hours, --start-date, --end-date, "
-                                  "--cps, --max-concurrent, --retry", as_json)
+                                  "--cps, --max-concurrent, --retry, --seller", as_json)
     engine = get_engine()
     ensure_schema(engine)
     try:
         with session_scope(engine) as session:
-            result = campaign_dict(update_settings(session, find_campaign(session, name), changes,
-                                                   actor="cli", at=_now()))
+            campaign = find_campaign(session, name)
+            if seller is not None:
+                changes["conversation"] = {**(campaign.settings or {}).get("conversation", {}), "seller_name": seller}
+            result = campaign_dict(update_settings(session, campaign, changes, actor="cli", at=_now()))
     except CampaignError as error:
         raise fail(EXIT_INVALID, str(error), as_json) from None
     except (CampaignNotFound, InvalidTransition) as error:

@@ -76,15 +76,17 @@ def show(
     as_json: bool = typer.Option(False, "--json", help="Print history and reliance as one JSON object."),
     channel: Channel = typer.Option(None, "--channel", help="Only this channel in the reliance lines."),
     purpose: Purpose = typer.Option(None, "--purpose", help="Only this purpose in the reliance lines."),
+    seller: str = typer.Option(None, "--seller", help="Only this seller's consents: what its campaigns rely on."),
 ) -> None:
-    """The whole history of a phone in time order, and the record the gate would rely on now."""
+    """The whole history of a phone in time order, each consent's seller, evidence and standing
+    now (active, expired, revoked on ..., superseded), and the record the gate would rely on now."""
     engine = get_engine()
     ensure_schema(engine)
     with Session(engine) as session:
         try:
             view = records.ledger_view(session, phone, now(),
                                        channels=[channel] if channel else tuple(Channel),
-                                       purposes=[purpose] if purpose else tuple(Purpose))
+                                       purposes=[purpose] if purpose else tuple(Purpose), seller=seller)
         except records.InvalidPhone as error:
             _fail(str(error))
     if as_json:
@@ -106,11 +108,33 @@ def _print_view(view: records.LedgerView) -> None:
             table.add_row(_iso(event.at), f"{event.event}\n{event.record}", escape(_detail_text(event.detail)),
                           escape(event.recorded_by))
         console.print(table)
-    console.print(f"relied on now ({_iso(view.at)}):", highlight=False)
+    _print_standings(view)
+    console.print(f"relied on now ({_iso(view.at)})" + (f" for {escape(view.seller)}" if view.seller else "") + ":",
+                  highlight=False)
     for reliance in view.reliance:
         colour = "green" if reliance.grant else "red"
         console.print(f"  {reliance.channel.value} {reliance.purpose.value} ({reliance.need.value} needed): "
                       f"[{colour}]{escape(reliance.reason)}[/{colour}]", highlight=False, soft_wrap=True)
+
+
+STATUS_COLOURS = {"active": "green", "revoked": "red", "expired": "yellow"}
+
+
+def _print_standings(view: records.LedgerView) -> None:
+    if not view.consents:
+        return
+    table = Table(title=f"consents now ({_iso(view.at)})", title_justify="left")
+    for name, options in (("#", {"no_wrap": True}), ("seller", {"overflow": "fold"}),
+                          ("kind · channels · purposes", {"overflow": "fold"}),
+                          ("evidence", {"overflow": "fold", "ratio": 1}), ("status", {"overflow": "fold"})):
+        table.add_column(name, **options)
+    for standing in view.consents:
+        record = standing.record
+        colour = STATUS_COLOURS.get(standing.status, "dim")
+        table.add_row(str(record.id), escape(record.seller), f"{record.kind} · {record.channels} · {record.purposes}",
+                      escape(_detail_text(record.evidence or {})) or "none",
+                      f"[{colour}]{standing.status}[/{colour}]\n{escape(standing.detail)}")
+    console.print(table)
 
 
 def _iso(instant: datetime) -> str:
