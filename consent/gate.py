@@ -35,6 +35,9 @@ MAX_CAP_ROUNDS = 16      # window openings re-checked against caps before giving
 PLACE_LIMIT = 20_000     # places kept per pack (a list touches a few hundred zone/state sets)
 PLACE_ENTRIES_LIMIT = 4_096   # reasons kept per place before its memo starts afresh
 PLACE_BLOCKS_LIMIT = 16       # blocks of allowed spans kept per place (about a year and a half)
+# From 1973 every zone a contact is placed in has whole-minute UTC offsets (before it, local
+# mean times and odd offsets such as Monrovia's -0:44:30 put edges inside a minute).
+WHOLE_MINUTES_FROM = 94_694_400.0     # 1973-01-01T00:00:00Z
 _MOBILE_LIKE = frozenset({LineType.MOBILE, LineType.UNKNOWN})
 _RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
 # Most decisions find nothing in most checks: share one empty answer instead of building one.
@@ -172,7 +175,7 @@ class Place:
         self.settled_flags = _flags_on(rules, states, (settled_from,))
         self.ever_capped: bool = rules.ever_capped(states)
         self.blocks: dict[int, windows.BlockSpans] = {}           # allowed spans per block of days
-        self.reasons: dict[int, tuple[Reason, ...]] = {}          # per UTC minute
+        self.reasons: dict[int, tuple[Reason, ...]] = {}          # per UTC minute, and its first instant
         self.allows: dict[ConsentNeed, Decision] = {}
 
     def spans_of_block(self, rules: RulePack, block: int) -> windows.BlockSpans:
@@ -428,14 +431,21 @@ def _why_needed(channel: Channel, purpose_kind: Purpose, voice: VoiceKind | None
 # --- windows, holidays and caps ---------------------------------------------------------------
 
 def _cached_window_reasons(rules: RulePack, place: Place, at: datetime, ts: float) -> tuple[Reason, ...]:
-    # The text names the local HH:MM, so it is the same for the whole UTC minute (edges fall on
-    # whole UTC minutes: since 1970 the zones we place contacts in have whole-minute offsets).
-    if ts < 0:
+    """window_reasons, kept per place under a key that fixes every word of the text.
+
+    The text names the local HH:MM, and edges fall on whole UTC minutes (the zones we place
+    contacts in have had whole-minute offsets since WHOLE_MINUTES_FROM), so inside the open
+    minute after an edge the words are the same; exactly on the minute they may not be (20:00:00
+    is "at the 20:00 close", 20:00:30 "after 20:00"). The key tells the two apart, so the text
+    never depends on which instant of the minute was decided first.
+    """
+    if ts < WHOLE_MINUTES_FROM:
         return tuple(window_reasons(rules, place, at))
     minute = int(ts // 60)
-    found = place.reasons.get(minute)
+    key = minute * 2 + (ts != minute * 60)
+    found = place.reasons.get(key)
     if found is None:
-        found = keep_bounded(place.reasons, PLACE_ENTRIES_LIMIT, minute, tuple(window_reasons(rules, place, at)))
+        found = keep_bounded(place.reasons, PLACE_ENTRIES_LIMIT, key, tuple(window_reasons(rules, place, at)))
     return found
 
 

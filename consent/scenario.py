@@ -1,15 +1,22 @@
 """The gate contract's JSON: scenarios in, decisions out (DESIGN.md, "The gate contract").
 
-Validation is strict: unknown fields, wrong enums, naive datetimes and missing required fields
-are errors that name the field. An unparsable phone is not an error: the gate blocks it.
+Validation is strict: unknown fields, wrong enums, missing required fields, instants that are
+not ISO 8601 strings with a zone in the years 1900-2199, and booleans that are not JSON booleans
+are errors that name the field by its path (`dnc.internal`, `consents[0].granted_at`). Nothing is
+coerced: `"false"`, `0` and a UNIX number are refused, not guessed at. An unparsable phone is not
+an error: the gate blocks it.
 """
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel, ConfigDict, Field, PlainValidator, StrictBool, StrictStr, ValidationError, WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from consent.location import UnknownState, known_states, resolve_location
 from consent.types import (
@@ -19,10 +26,61 @@ from consent.types import (
 
 
 _ZERO = timedelta(0)
+FIRST_YEAR, LAST_YEAR = 1900, 2199
+# ISO 8601 extended format with a zone: date, "T", hours and minutes, optional seconds and
+# fraction, then "Z" or an offset. Checked before parsing because datetime.fromisoformat (and
+# pydantic) also take a space, basic format, or a bare number of seconds.
+_ISO_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(Z|[+-]\d{2}(?::?\d{2})?)?")
+_EXAMPLE_INSTANT = "2026-07-15T16:00:00Z"
 
 
 class ScenarioError(ValueError):
     """An invalid scenario; `str()` names the field and the problem."""
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, with the value when it is short: what an error
+    says the scenario held instead."""
+    kind = {bool: "boolean", type(None): "null", int: "number", float: "number", str: "string",
+            list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    if kind in ("array", "object"):
+        return f"an {kind}"
+    if kind == "null":
+        return "null"
+    try:
+        shown = json.dumps(value, ensure_ascii=False, allow_nan=True)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return f"{kind} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def parse_instant(value: Any) -> datetime:
+    """An ISO 8601 string with a zone in the years 1900-2199, as an aware datetime (UTC as the
+    standard library's `timezone.utc`, which the gate compares fastest)."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("instant_type", "expected an ISO 8601 date-time string with a zone "
+                                  f"(e.g. {_EXAMPLE_INSTANT}), got {json_type(value)}")
+    shape = _ISO_INSTANT.fullmatch(value)
+    if shape is None:
+        raise PydanticCustomError("instant_format", "expected an ISO 8601 date-time with a zone "
+                                  f"(e.g. {_EXAMPLE_INSTANT}), got {json_type(value)}")
+    if shape.group(1) is None:
+        raise PydanticCustomError("instant_naive", f"needs a time zone (e.g. {_EXAMPLE_INSTANT}), "
+                                  f"got {json_type(value)}")
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as error:
+        why = "its offset must be under 24 hours" if "offset" in str(error) else str(error)
+        raise PydanticCustomError("instant_value", f"not a real date and time ({why}), got {json_type(value)}") from None
+    if not FIRST_YEAR <= instant.year <= LAST_YEAR:
+        raise PydanticCustomError("instant_range", f"year {instant.year} is outside {FIRST_YEAR}-{LAST_YEAR}, "
+                                  f"got {json_type(value)}")
+    return instant
+
+
+# An instant of the contract: never a number, never without a zone, never coerced.
+Instant = Annotated[datetime, PlainValidator(parse_instant),
+                    WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class _Strict(BaseModel):
@@ -30,9 +88,9 @@ class _Strict(BaseModel):
 
 
 class ContactIn(_Strict):
-    phone: str
-    state: str | None = None
-    zip: str | None = None
+    phone: StrictStr
+    state: StrictStr | None = None
+    zip: StrictStr | None = None
     line_type: LineType = LineType.UNKNOWN
 
 
@@ -40,46 +98,46 @@ class ConsentIn(_Strict):
     kind: ConsentKind
     channels: list[Channel] = Field(min_length=1)
     purposes: list[Purpose] = Field(min_length=1)
-    granted_at: AwareDatetime
-    expires_at: AwareDatetime | None = None
-    evidence: str | None = None
+    granted_at: Instant
+    expires_at: Instant | None = None
+    evidence: StrictStr | None = None
 
 
 class RevocationIn(_Strict):
-    at: AwareDatetime
+    at: Instant
     channels: list[Channel] = Field(min_length=1)
-    via: str | None = None
+    via: StrictStr | None = None
 
 
 class NationalDncIn(_Strict):
-    listed: bool
-    registered_on: str | None = None
-    synced_at: AwareDatetime | None = None
+    listed: StrictBool
+    registered_on: StrictStr | None = None
+    synced_at: Instant | None = None
 
 
 class DncIn(_Strict):
     national: NationalDncIn | None = None
-    state: list[str] = []
-    internal: bool = False
-    litigator: bool = False
+    state: list[StrictStr] = []
+    internal: StrictBool = False
+    litigator: StrictBool = False
 
 
 class EbrIn(_Strict):
-    last_transaction_at: AwareDatetime | None = None
-    last_inquiry_at: AwareDatetime | None = None
+    last_transaction_at: Instant | None = None
+    last_inquiry_at: Instant | None = None
 
 
 class HistoryIn(_Strict):
-    at: AwareDatetime
+    at: Instant
     channel: Channel
 
 
 class ScenarioIn(_Strict):
-    at: AwareDatetime
+    at: Instant
     channel: Channel
     purpose: Purpose
     voice: VoiceKind | None = None
-    automated: bool = True
+    automated: StrictBool = True
     contact: ContactIn
     consents: list[ConsentIn] = []
     revocations: list[RevocationIn] = []
@@ -91,7 +149,7 @@ class ScenarioIn(_Strict):
 def parse_scenario(raw: Any) -> tuple[AttemptRequest, Facts, datetime]:
     """Validate a decoded JSON scenario and resolve its contact; raises ScenarioError."""
     if not isinstance(raw, dict):
-        raise ScenarioError(f"scenario: expected a JSON object, got {type(raw).__name__}")
+        raise ScenarioError(f"scenario: expected a JSON object, got {json_type(raw)}")
     try:
         scenario = ScenarioIn.model_validate(raw)
     except ValidationError as error:
@@ -122,24 +180,56 @@ def parse_scenario_text(text: str | bytes) -> tuple[AttemptRequest, Facts, datet
     try:
         scenario = ScenarioIn.model_validate_json(text)
     except ValidationError as error:
-        if error.errors()[0]["type"] == "json_invalid":
-            raise ScenarioError(f"not valid JSON: {error.errors()[0]['msg']}") from None
-        if error.errors()[0]["type"] == "model_type":
-            raise ScenarioError("scenario: expected a JSON object") from None
+        first = error.errors()[0]
+        if first["type"] == "json_invalid":
+            raise ScenarioError(_not_json(text, first["msg"])) from None
         raise ScenarioError(_describe(error)) from None
     return _checked(scenario)
+
+
+def _not_json(text: str | bytes, message: str) -> str:
+    if isinstance(text, bytes):
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return f"not valid UTF-8 text: byte {error.start + 1} is {text[error.start:error.start + 1]!r}"
+    return f"not valid JSON: {message.removeprefix('Invalid JSON: ')}"
+
+
+def field_path(location: tuple[str | int, ...]) -> str:
+    """A pydantic error location as the contract names fields: `consents[0].granted_at`."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "scenario"
+
+
+# What each pydantic error type means, in the contract's words (the value held follows).
+_EXPECTED = {
+    "bool_type": "expected a JSON boolean (true or false)",
+    "string_type": "expected a JSON string",
+    "list_type": "expected a JSON array",
+    "model_type": "expected a JSON object",
+    "model_attributes_type": "expected a JSON object",
+    "dict_type": "expected a JSON object",
+}
 
 
 def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors()[:5]:
-        field = ".".join(str(part) for part in item["loc"]) or "scenario"
-        if item["type"] == "extra_forbidden":
+        field = field_path(item["loc"])
+        kind = item["type"]
+        if kind == "extra_forbidden":
             problems.append(f"{field}: unknown field")
-        elif item["type"] == "missing":
+        elif kind == "missing":
             problems.append(f"{field}: required field is missing")
-        elif item["type"] == "timezone_aware":
-            problems.append(f"{field}: needs a time zone (e.g. 2026-07-15T16:00:00Z)")
+        elif kind in _EXPECTED:
+            problems.append(f"{field}: {_EXPECTED[kind]}, got {json_type(item.get('input'))}")
+        elif kind == "enum":
+            problems.append(f"{field}: expected one of {item['ctx']['expected']}, got {json_type(item.get('input'))}")
+        elif kind == "too_short":
+            problems.append(f"{field}: needs at least one item")
         else:
             problems.append(f"{field}: {item['msg']}")
     return "; ".join(problems)
@@ -149,7 +239,7 @@ def _request(scenario: ScenarioIn) -> AttemptRequest:
     contact = scenario.contact
     _check_state_code(contact.state, "contact.state")
     for index, code in enumerate(scenario.dnc.state):
-        _check_state_code(code, f"dnc.state.{index}")
+        _check_state_code(code, f"dnc.state[{index}]")
     try:
         location = resolve_location(contact.phone, contact.zip, contact.state)
     except UnknownState as error:

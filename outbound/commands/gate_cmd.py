@@ -11,9 +11,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from consent.check import check_lines, check_one
+from consent.check import check_line, check_lines
 from consent.rules import load_pack
-from consent.scenario import ScenarioError
 
 gate_app = typer.Typer(help="Ask the compliance gate; replay stored decisions.", no_args_is_help=True)
 err = Console(stderr=True)
@@ -42,21 +41,13 @@ def check(file: Path = typer.Argument(..., help="FILE.json (one scenario) or FIL
 
 
 def _check_single(file: Path) -> int:
-    try:
-        raw = json.loads(file.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return _invalid(f"{file}: not valid JSON: {error}")
-    try:
-        decision = check_one(raw, load_pack())
-    except ScenarioError as error:
-        return _invalid(str(error))
-    print(json.dumps(decision, ensure_ascii=False))
-    return 0
-
-
-def _invalid(message: str) -> int:
-    print(json.dumps({"error": message}, ensure_ascii=False))
-    err.print(f"[red]invalid scenario:[/red] {message}")
+    """One scenario (the whole file, which may span lines): one line of compact JSON, the same
+    bytes a JSON Lines file prints for it."""
+    output, valid = check_line(file.read_bytes(), load_pack())
+    print(output)
+    if valid:
+        return 0
+    err.print(f"[red]invalid scenario:[/red] {json.loads(output)['error']}")
     return EXIT_INVALID
 
 
