@@ -103,9 +103,10 @@ def _active_internal(session: Session, phone: str) -> list[DncEntry]:
 
 
 def add_internal(session: Session, phone: str, *, reason: str, actor: str, at: datetime,
-                 audit: Audit) -> tuple[DncEntry, bool]:
-    """Put a number on the internal list. (entry, True) when added, (existing entry, False)
-    when it was already there: nothing changes and nothing is audited then."""
+                 audit: Audit, via: str = "manual", revocation_id: int | None = None) -> tuple[DncEntry, bool]:
+    """Put a number on the internal list, recording who (`actor`), when (`at`) and how (`via`,
+    and the opt-out's `revocation_id` when it came as one). (entry, True) when added, (existing
+    entry, False) when it was already there: nothing changes and nothing is audited then."""
     e164 = e164_of(phone)
     reason = (reason or "").strip()
     if not reason:
@@ -113,11 +114,12 @@ def add_internal(session: Session, phone: str, *, reason: str, actor: str, at: d
     existing = _active_internal(session, e164)
     if existing:
         return existing[0], False
-    entry = DncEntry(list_kind=INTERNAL_KIND, phone=e164, added_at=at, added_by=actor, reason=reason)
+    entry = DncEntry(list_kind=INTERNAL_KIND, phone=e164, added_at=at, added_by=actor, reason=reason,
+                     via=via, revocation_id=revocation_id)
     session.add(entry)
     session.flush()
     audit(session, actor=actor, action="dnc.internal.add", subject=e164,
-          payload={"entry_id": entry.id, "reason": reason,
+          payload={"entry_id": entry.id, "reason": reason, "via": via, "revocation_id": revocation_id,
                    "row_digests": stored_digests(session, entry)}, at=at)
     return entry, True
 
@@ -362,6 +364,16 @@ def sources_listing_many(session: Session, phones: Iterable[str]) -> dict[str, d
     phones = list(phones)
     listed = listed_sources(session, phones)
     return {phone: listed.get(phone) or _empty_listing() for phone in phones}
+
+
+def internal_entry(session: Session, phone_e164: str) -> dict | None:
+    """The number's active internal entry, with who put it there, when and how; None if none."""
+    entries = _active_internal(session, phone_e164)
+    if not entries:
+        return None
+    entry = min(entries, key=lambda e: e.id)
+    return {"id": entry.id, "added_at": _iso(entry.added_at.astimezone(timezone.utc)), "added_by": entry.added_by, "via": entry.via,
+            "reason": entry.reason, "revocation_id": entry.revocation_id}
 
 
 def sources_listing(session: Session, phone_e164: str) -> dict:

@@ -104,6 +104,11 @@ class DncEntry(SQLModel, table=True):
     added_at: datetime = instant_field()
     added_by: str = "system"
     reason: str | None = None
+    # How an internal entry came (sms_stop | keypress | spoken | email | agent | api for an opt-out,
+    # which is also a do-not-call request; manual | cli for one added by hand), and the opt-out's
+    # revocation when there is one. None on rows from before migration 0003 and on other lists.
+    via: str | None = Field(default=None, description="how the request came")
+    revocation_id: int | None = Field(default=None, description="the revocation this opt-out was stored as")
     removed_at: datetime | None = instant_field(nullable=True)
     removed_by: str | None = None
     removal_reason: str | None = None

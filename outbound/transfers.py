@@ -630,30 +630,33 @@ def set_disposition(session: Session, transfer: Transfer, disposition: str, note
     if agent is not None and agent.status == "wrap_up" and available:
         agents.set_status(session, agent, "available", actor=actor, at=at, reason="disposition given")
     if disposition == "do_not_call":
-        _revoke(session, transfer, actor=actor, at=at, via_note=f"agent disposition on transfer {transfer.id}")
+        _revoke(session, transfer, actor=actor, at=at, via="agent",
+                via_note=f"agent disposition do_not_call on transfer {transfer.id}" + (f": {note[:200]}" if note else ""))
     return transfer
 
 
-def _revoke(session: Session, transfer: Transfer, *, actor: str, at: datetime, via_note: str) -> None:
+def _revoke(session: Session, transfer: Transfer, *, actor: str, at: datetime, via: str, via_note: str) -> None:
+    """Store the opt-out (a do-not-call request: the ledger lists the number internally too),
+    committed, naming how it came: the agent's disposition, or the caller's key or words."""
     from consent import records
     from consent.ledger_io import RevocationVia
     from consent.types import Channel
 
     phone = session.get(Contact, transfer.contact_id).e164
-    records.revoke(session, phone, {Channel.VOICE, Channel.SMS}, RevocationVia.SPOKEN, at, actor=actor, at=at,
+    records.revoke(session, phone, {Channel.VOICE, Channel.SMS}, RevocationVia(via), at, actor=actor, at=at,
                    audit=audit.append, note=via_note)
 
 
 def callback_reply(session: Session, transfer: Transfer, params: dict[str, str], *, at: datetime) -> str:
     """The caller's answer to the callback offer: 9 or a spoken opt-out cancels the callback and
     is stored as a revocation before the goodbye is said."""
-    from outbound.sms_keywords import normalise, opt_out_phrase
+    from consent import opt_out_words
 
     digits, speech = params.get("Digits", ""), params.get("SpeechResult", "")
     response = VoiceResponse()
-    if digits == OPT_OUT_DIGIT or (speech and opt_out_phrase(normalise(speech))):
+    if digits == OPT_OUT_DIGIT or (speech and opt_out_words.opt_out(speech)):
         cancel_callback(session, transfer, at=at, why="caller opted out")
-        _revoke(session, transfer, actor=ACTOR, at=at,
+        _revoke(session, transfer, actor=ACTOR, at=at, via="keypress" if digits == OPT_OUT_DIGIT else "spoken",
                 via_note=f"opt-out at the callback offer of transfer {transfer.id}: {digits or speech[:200]!r}")
         response.say("You will not receive any more calls from us. Goodbye.")
     else:

@@ -38,7 +38,8 @@ def test_internal_add_records_who_and_why_and_is_audited(session, spy):
     assert added and entry.phone == "+12125550123"
     assert (entry.added_by, entry.reason, entry.added_at) == ("ann", "asked on call 42", AT)
     assert spy.events == [{"actor": "ann", "action": "dnc.internal.add", "subject": "+12125550123",
-                           "payload": {"entry_id": entry.id, "reason": "asked on call 42"}, "at": AT}]
+                           "payload": {"entry_id": entry.id, "reason": "asked on call 42", "via": "manual",
+                                       "revocation_id": None}, "at": AT}]
     assert dnc.sources_listing(session, "+12125550123") == {"state": [], "internal": True, "litigator": False}
 
 

@@ -80,14 +80,15 @@ def get_status(session: SessionDep, now: NowDep) -> list[dict[str, Any]]:
 @router.get("/numbers/{phone}", responses=UNUSABLE, summary="Which lists hold this number now")
 def get_number(phone: Annotated[str, Path(max_length=40)], session: SessionDep) -> dict[str, Any]:
     e164 = e164_param(phone)
-    return {"phone": e164, "national": registry_store().national_fact(e164), **dnc.sources_listing(session, e164)}
+    return {"phone": e164, "national": registry_store().national_fact(e164), **dnc.sources_listing(session, e164),
+            "internal_entry": dnc.internal_entry(session, e164)}
 
 
 @router.post("/internal", responses=UNUSABLE, summary="Put a number on the internal list (200 if already on it)")
 def add_internal(body: InternalChange, session: SessionDep, now: NowDep, user: ComplianceUser) -> InternalEntryOut:
     with _dnc_errors_as_422():
         entry, added = dnc.add_internal(session, body.phone, reason=_text(body.reason, "reason"), actor=user.name,
-                                        at=now, audit=audit.append)
+                                        at=now, audit=audit.append, via="api")
     return InternalEntryOut(phone=entry.phone, changed=added)
 
 

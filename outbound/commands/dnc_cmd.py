@@ -283,7 +283,7 @@ def add(
     def run():
         with _session_scope(engine) as session:
             entry, added = dnc.add_internal(session, phone, reason=reason, actor=actor or default_actor(),
-                                            at=now(), audit=_audit())
+                                            at=now(), audit=_audit(), via="cli")
             return entry.phone, added
     e164, added = _run_guarded(run)
     console.print(f"{e164} {'added to' if added else 'is already on'} the internal list.", highlight=False)

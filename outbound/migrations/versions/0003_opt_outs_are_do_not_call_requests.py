@@ -3,6 +3,12 @@
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-04 18:00:00
+
+An opt-out is also a do-not-call request (47 CFR 64.1200(d)): it now puts the number on the
+internal list too, and the entry records how the request came (`via`) and the revocation it was
+stored as. Existing rows keep NULL: how they came was not recorded. Earlier revocations are not
+copied onto the list here (audit events cannot be written from a migration); the gate blocks
+every attempt on their channels through `consent_revoked` all the same.
 """
 from __future__ import annotations
 
@@ -19,8 +25,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('dnc_entries') as batch:
+        batch.add_column(sa.Column('via', sa.String(), nullable=True))
+        batch.add_column(sa.Column('revocation_id', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('dnc_entries') as batch:
+        batch.drop_column('revocation_id')
+        batch.drop_column('via')
