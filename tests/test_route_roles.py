@@ -83,6 +83,7 @@ EXPECTED = {
     "POST /v1/decisions/{decision_id}/replay": C,
     "GET /v1/audit/verify": C,
     "GET /v1/audit/events": C,
+    "GET /v1/audit/anchor": C,
     "GET /v1/dnc/status": C,
     "GET /v1/dnc/numbers/{phone}": C,
     "POST /v1/dnc/internal": C,
