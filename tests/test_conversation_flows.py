@@ -46,7 +46,7 @@ class Harness:
         with Session(engine) as session:       # the written consent an artificial-voice call needs
             records.add_consent(session, ConsentIn(
                 phone=E164, kind="written", channels=["voice", "sms"], purposes=["informational", "telemarketing"],
-                granted_at=NOON_NEW_YORK - timedelta(days=30), evidence={"source": "test web form"}),
+                seller="Sunrise Solar", granted_at=NOON_NEW_YORK - timedelta(days=30), evidence={"source": "test web form"}),
                 actor="test", at=NOON_NEW_YORK - timedelta(days=30), audit=audit.append)
             session.commit()
         profile = SimulationProfile(call_outcomes={outcome: 1.0}, converse=True,

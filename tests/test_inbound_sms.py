@@ -39,7 +39,7 @@ def text(session, body, carrier, *, sid=None, when=None, phone=PHONE):
 
 def grant_sms_consent(session, *, channels=("voice", "sms"), kind="written", expires_at=None):
     consent = ConsentIn(phone=PHONE, kind=kind, channels=list(channels), purposes=["telemarketing"],
-                        brand="Acme Solar", granted_at=T0.replace(month=1), expires_at=expires_at,
+                        seller="Acme Solar", brand="Acme Solar", granted_at=T0.replace(month=1), expires_at=expires_at,
                         evidence={"source": "web form"})
     record = records.add_consent(session, consent, actor="test", at=T0.replace(month=1), audit=audit.append).row
     session.commit()

@@ -236,7 +236,7 @@ def test_interested_caller_is_qualified_by_the_script_and_handed_to_an_agent(eng
     with Session(engine) as session:       # the written consent an artificial-voice call needs
         records.add_consent(session, ConsentIn(
             phone="+12125550123", kind="written", channels=["voice"], purposes=["informational"],
-            granted_at=NOON_NEW_YORK - timedelta(days=30), evidence={"source": "test web form"}),
+            seller="Sunrise Solar", granted_at=NOON_NEW_YORK - timedelta(days=30), evidence={"source": "test web form"}),
             actor="test", at=NOON_NEW_YORK - timedelta(days=30), audit=audit.append)
         for index in range(agent_count):
             agents.add_agent(session, f"advisor{index}", AGENT_NUMBERS[index], status="available", actor="test",
