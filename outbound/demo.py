@@ -100,7 +100,7 @@ def _load_facts(engine: Engine, data_dir: Path, start: datetime) -> RegistryStor
             dnc.add_internal(session, phone, reason="asked not to be called (demo data)", actor=ACTOR,
                              at=loaded_at, audit=audit.append)
     store = RegistryStore(data_dir / "registry")
-    report = store.ingest_full([sample_path("national-registry.txt")], synced_at=loaded_at)
+    report = store.ingest_full([sample_path("national-registry.txt")], synced_at=loaded_at, now=loaded_at)
     with session_scope(engine) as session:
         dnc.record_national_load(session, kind="national", version=report.version,
                                  files=list(store.manifest()["files"]),

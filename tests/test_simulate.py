@@ -13,7 +13,8 @@ CONTACTS = "phone,state,line_type\n(214) 555-0101,TX,landline\n(801) 555-0102,UT
 
 def test_simulate_defers_by_the_rules_and_stores_nothing(cli_runner, outbound_env, tmp_path):
     (tmp_path / "list.csv").write_text(CONTACTS)
-    (tmp_path / "registry.txt").write_text("212,5550103\n")
+    # Registry data for each contact's area code (an area code without data blocks telemarketing).
+    (tmp_path / "registry.txt").write_text("212,5550103\n214,9999999\n801,9999999\n")
     assert cli_runner.invoke(app, ["dnc", "import", "national", str(tmp_path / "registry.txt"),
                                    "--synced-at", "2026-07-18T00:00:00Z"]).exit_code in (0, 2)
     created = cli_runner.invoke(app, ["campaign", "create", "july", "--channel", "voice", "--purpose", "telemarketing",
