@@ -87,7 +87,7 @@ def digests_by_id(session: Session, table: Table, ids: Iterable[int]) -> dict[st
     found: dict[str, str] = {}
     for start in range(0, len(wanted), _READ_BATCH):
         chunk = wanted[start:start + _READ_BATCH]
-        for row in session.execute(select(table).where(table.c.id.in_(chunk))):
+        for row in session.connection().execute(select(table).where(table.c.id.in_(chunk))):
             found[str(row.id)] = row_digest(row._mapping)
     return found
 
@@ -133,7 +133,8 @@ def stored_row_set(session: Session, table: Table, where: ColumnElement[bool]) -
     chunks: list[str] = []
     chunk = ChunkDigest()
     statement = select(table).where(where).order_by(table.c.id).execution_options(yield_per=10_000)
-    for row in session.execute(statement):
+    # Core rows on the session's connection: through the ORM the read costs twice as much.
+    for row in session.connection().execute(statement):
         ids.append(row.id)
         chunk.add(row_digest(row._mapping))
         if len(ids) % CHUNK == 0:
