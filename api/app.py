@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from api.auth_before_body import AuthenticateBeforeBody
 from api.upload_limit import UploadLimit
 from api.validation_errors import request_validation_error
 
@@ -58,6 +59,8 @@ def create_app() -> FastAPI:
     # FastAPI's own 422 handler echoes the input and fails (500) on lone surrogates.
     app.add_exception_handler(RequestValidationError, request_validation_error)
     app.add_middleware(UploadLimit)
+    # Outermost: an anonymous or wrong-role write is refused before its size is even considered.
+    app.add_middleware(AuthenticateBeforeBody)
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
     return app

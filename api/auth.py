@@ -86,14 +86,24 @@ async def current_user(request: Request, engine: EngineDep, credentials: BearerD
 OptionalUserDep = Annotated[CurrentUser | None, Depends(current_user)]
 
 
-def _unauthorized(has_credential: bool) -> HTTPException:
+async def authenticate(request: Request) -> tuple[CurrentUser | None, bool]:
+    """`current_user` outside dependency solving (`api.auth_before_body`, before the body is
+    read): the user or None, and whether a Bearer credential was sent. The same credentials and
+    database (a test's override of `get_auth_engine` included)."""
+    credentials = await bearer_scheme(request)
+    session_id = await session_scheme(request)
+    engine = request.app.dependency_overrides.get(get_auth_engine, get_auth_engine)()
+    return await current_user(request, engine, credentials, session_id), credentials is not None
+
+
+def unauthorized(has_credential: bool) -> HTTPException:
     value = 'Bearer error="invalid_token"' if has_credential else "Bearer"
     return HTTPException(status.HTTP_401_UNAUTHORIZED, headers={"WWW-Authenticate": value},
                          detail="authentication required: send `Authorization: Bearer <token>` "
                                 "(see `outbound token create`) or sign in at /login")
 
 
-def _check_role(user: CurrentUser, allowed: frozenset[str]) -> None:
+def check_role(user: CurrentUser, allowed: frozenset[str]) -> None:
     if user.role not in allowed:
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail=f"role {user.role!r} may not do this; it needs {' or '.join(sorted(allowed))}")
@@ -131,8 +141,8 @@ def require_roles(*roles: str) -> Any:
 def _role_dependency(allowed: frozenset[str]) -> Any:
     async def dependency(request: Request, user: OptionalUserDep, credentials: BearerDep) -> CurrentUser:
         if user is None:
-            raise _unauthorized(credentials is not None)
-        _check_role(user, allowed)
+            raise unauthorized(credentials is not None)
+        check_role(user, allowed)
         await check_csrf(request, user)
         return user
 
@@ -153,7 +163,7 @@ def _page_dependency(allowed: frozenset[str]) -> Any:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise HTTPException(status.HTTP_303_SEE_OTHER, detail="sign in first",
                                 headers={"Location": f"/login?next={quote(target, safe='')}"})
-        _check_role(user, allowed)
+        check_role(user, allowed)
         await check_csrf(request, user)
         return user
 
