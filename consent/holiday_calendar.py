@@ -24,6 +24,11 @@ def holiday_name(pack: RulePack, rule: StateRule, day: date) -> str | None:
 
 
 def holidays_for_year(pack: RulePack, rule: StateRule, year: int) -> dict[date, str]:
+    """The entry's banned dates in `year`: as a stored decision's snapshot recorded them when the
+    pack comes from one (a replay does not ask today's library), else computed."""
+    resolved = pack.resolved_holidays.get((rule.code, rule.effective, year))
+    if resolved is not None:
+        return resolved
     key = ("holidays", rule.code, rule.effective, year)
     cached = pack.cache.get(key)
     if cached is None:

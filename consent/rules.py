@@ -151,6 +151,10 @@ class RulePack:
         self.cache: dict[Any, Any] = {}     # derived values, keyed by the deriving module
         self.block_cache: dict[Any, Any] = {}    # the same, for values covering a block of days
         self.places: dict[Any, Any] = {}    # consent.gate's memos per candidate zones and states
+        # Dates a stored decision resolved, read back from its snapshot for replay (consent.snapshot):
+        # holidays per (state, entry's effective date, year), and the entries in force per year.
+        self.resolved_holidays: dict[tuple[str, date, int], dict[date, str]] = {}
+        self.resolved_entries: dict[int, dict[str, tuple[str, ...]]] = {}
 
     def remember(self, key: Any, value: Any) -> Any:
         """Keep a derived value in `cache` (bounded by CACHE_LIMIT) and return it."""

@@ -3,17 +3,26 @@
 A decision is stored with the canonical JSON of the scenario it was derived from and of the
 decision itself, and with a snapshot of the rule pack under its version, in the same transaction
 as its audit event: a decision without its audit event, or the reverse, can not be committed.
+
+Beside the pack, under `VERSION@YEAR`, go the dates it resolved for each calendar year a
+decision touched (holidays, entries in force: consent.snapshot), once per version and year, so
+a replay after a `holidays` or code upgrade still reads the dates the decision was made on.
 """
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import phonenumbers
 from sqlalchemy import insert, select
 from sqlmodel import Session
 
+from consent.rules import RulePack, RulePackError
+from consent.snapshot import resolved_year, snapshot_json, years_of_stored
 from outbound import audit
 from outbound.audit import canonical_json
 from outbound.db import insert_ignoring_duplicates
@@ -21,6 +30,7 @@ from outbound.models import Decision, RulePackSnapshot
 
 DECISION_ACTION = "gate.decision"
 _CHECKED_PACKS = "outbound.decisions.checked_packs"
+_CHECKED_YEARS = "outbound.decisions.checked_years"
 VERDICTS = ("allow", "defer", "block")
 
 
@@ -35,6 +45,7 @@ def store_decision(session: Session, *, scenario: dict, decision: dict, rules_ve
     it was made. Raises RulePackConflict if `rules_version` is on file with another pack."""
     _check_verdict(decision, rules_version)
     ensure_rule_pack(session, rules_version, rule_pack_json, at)
+    ensure_resolved_years(session, rules_version, rule_pack_json, _stored_years(scenario, decision), at)
     phone = subject_phone(scenario)
     row = Decision(id=uuid.uuid4().hex, attempt_id=attempt_id, phone=phone,
                    verdict=str(decision["verdict"]), rules_version=rules_version,
@@ -73,6 +84,8 @@ def store_decisions(session: Session, items: list[NewDecision], *, rules_version
     if not rows:
         return []
     ensure_rule_pack(session, rules_version, rule_pack_json, at)
+    years = {year for item in items for year in _stored_years(item.scenario, item.decision)}
+    ensure_resolved_years(session, rules_version, rule_pack_json, sorted(years), at)
     session.execute(insert(Decision.__table__), rows)
     audit.append_many(session, events)
     return [row["id"] for row in rows]
@@ -116,13 +129,74 @@ def ensure_rule_pack(session: Session, version: str, pack_json: str, at: datetim
     checked[version] = (session.get_transaction(), pack_json)
 
 
+def ensure_resolved_years(session: Session, version: str, pack_json: str, years: Iterable[int],
+                          at: datetime) -> None:
+    """Keep the dates `version` resolves in each of `years` beside its pack (once per version
+    and year; racing writers are fine). The same version and year resolved to other dates (a
+    library changed under an unchanged version) is refused: replay could not tell which held."""
+    checked = session.info.setdefault(_CHECKED_YEARS, {})
+    transaction = session.get_transaction()
+    for year in years:
+        key = resolved_key(version, year)
+        if checked.get(key) is transaction:
+            continue
+        resolved = _resolved_year_json(pack_json, year)
+        if resolved is None:
+            return              # not a pack the gate can load (a test's stand-in): nothing to resolve
+        inserted = insert_ignoring_duplicates(session, RulePackSnapshot.__table__,
+                                              {"version": key, "pack": resolved, "created_at": at})
+        if not inserted:
+            stored = session.execute(select(RulePackSnapshot.pack).where(RulePackSnapshot.version == key)).scalar_one()
+            if stored != resolved:
+                raise RulePackConflict(f"rule pack version {version!r} already resolved the dates of {year} "
+                                       "differently (was a library upgraded without a new version?)")
+        checked[key] = transaction
+
+
+def _stored_years(scenario: dict, decision: dict) -> range:
+    try:
+        return years_of_stored(scenario, decision)
+    except (ValueError, KeyError, TypeError):
+        return range(0)         # no instant to date it by: nothing resolved, replay derives as before
+
+
+def resolved_key(version: str, year: int) -> str:
+    """Where the dates `version` resolved in `year` are kept in the rule pack table."""
+    return f"{version}@{year}"
+
+
+@lru_cache(maxsize=64)
+def _resolved_year_json(pack_json: str, year: int) -> str | None:
+    pack = _loaded_pack(pack_json)
+    return None if pack is None else canonical_json(resolved_year(pack, year))
+
+
+@lru_cache(maxsize=4)
+def _loaded_pack(pack_json: str) -> RulePack | None:
+    try:
+        return RulePack.from_json(pack_json)
+    except (RulePackError, KeyError, TypeError, ValueError):
+        return None
+
+
 def load_decision(session: Session, decision_id: str) -> tuple[Decision, str] | None:
-    """The stored decision and the JSON of the rule pack it was made under, or None."""
+    """The stored decision and the JSON of the rule pack it was made under, or None: a snapshot
+    with the dates it resolved (consent.snapshot) when they were stored, else the plain pack
+    (decisions stored before resolved dates were kept)."""
     statement = (select(Decision, RulePackSnapshot.pack)
                  .join(RulePackSnapshot, RulePackSnapshot.version == Decision.rules_version)
                  .where(Decision.id == decision_id))
     found = session.execute(statement).one_or_none()
-    return None if found is None else (found[0], found[1])
+    if found is None:
+        return None
+    row, pack_json = found[0], found[1]
+    years = _stored_years(json.loads(row.scenario), json.loads(row.decision))
+    keys = {resolved_key(row.rules_version, year): year for year in years}
+    resolved = {keys[version]: text for version, text in session.execute(
+        select(RulePackSnapshot.version, RulePackSnapshot.pack).where(RulePackSnapshot.version.in_(keys)))}
+    if not resolved:
+        return row, pack_json
+    return row, snapshot_json(pack_json, row.rules_version, resolved)
 
 
 def subject_phone(scenario: dict) -> str:

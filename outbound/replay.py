@@ -1,12 +1,17 @@
-"""Replay: re-derive a stored decision from its stored scenario and the rule pack it named."""
+"""Replay: re-derive a stored decision from its stored scenario and the rule pack it named.
+
+A decision stored with the dates it resolved (consent.snapshot) is re-derived from those dates
+and under the version it names, so an upgrade of the `holidays` library, or of the code that
+reads effective dates, does not change it; one stored before then is derived again as before."""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 
 from consent.gate import evaluate
-from consent.rules import RulePack, canonical_json
+from consent.rules import canonical_json
 from consent.scenario import ScenarioError, decision_to_dict, parse_scenario
+from consent.snapshot import entries_differ, pack_from_snapshot, years_of_stored
 from outbound.db import ensure_schema, get_engine, session_scope
 from outbound.decisions import load_decision
 
@@ -41,15 +46,20 @@ def replay_decision(decision_id: str, engine=None) -> ReplayResult:
 
 
 def replay_row(decision_id: str, decided_at: str, scenario: str, stored: str, pack_json: str) -> ReplayResult:
-    pack = RulePack.from_json(pack_json)
+    pack = pack_from_snapshot(pack_json)
+    raw = json.loads(scenario)
     try:
-        request, facts, at = parse_scenario(json.loads(scenario))
+        request, facts, at = parse_scenario(raw)
         replayed = canonical_json(decision_to_dict(evaluate(request, facts, pack, at)))
     except ScenarioError as error:
         replayed = canonical_json({"error": str(error)})
+    # Entries the code now finds in force, unlike those recorded, would make a same-bytes replay
+    # a coincidence: say so.
+    entries = entries_differ(pack, years_of_stored(raw, json.loads(stored))) if pack.resolved_entries else []
+    difference = "; ".join(part for part in (_difference(json.loads(stored), json.loads(replayed)), *entries) if part)
     return ReplayResult(decision_id=decision_id, decided_at=decided_at, rules_version=pack.version,
-                        identical=replayed == stored, stored=stored, replayed=replayed,
-                        difference=_difference(json.loads(stored), json.loads(replayed)))
+                        identical=replayed == stored and not entries, stored=stored, replayed=replayed,
+                        difference=difference)
 
 
 def _difference(stored: dict, replayed: dict) -> str:
