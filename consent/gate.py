@@ -38,9 +38,6 @@ PLACE_BLOCKS_LIMIT = 16       # blocks of allowed spans kept per place (about a 
 # From 1973 every zone a contact is placed in has whole-minute UTC offsets (before it, local
 # mean times and odd offsets such as Monrovia's -0:44:30 put edges inside a minute).
 WHOLE_MINUTES_FROM = 94_694_400.0     # 1973-01-01T00:00:00Z
-# From 1973 every zone a contact is placed in has whole-minute UTC offsets (before it, local
-# mean times and odd offsets such as Monrovia's -0:44:30 put edges inside a minute).
-WHOLE_MINUTES_FROM = 94_694_400.0     # 1973-01-01T00:00:00Z
 _MOBILE_LIKE = frozenset({LineType.MOBILE, LineType.UNKNOWN})
 _RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
 # Most decisions find nothing in most checks: share one empty answer instead of building one.
