@@ -169,6 +169,8 @@ def scrub_seconds(store: RegistryStore, work: Path, list_path: Path, area_codes:
     state_file = work / "fl.txt"
     picks = rng.choice(area_codes, size=100_000) * NUMBERS_PER_NPA + FIRST_EXCHANGE_LINE \
         + rng.integers(0, LINES_PER_NPA, 100_000)
+    # A list load is all or nothing: keep only numbers a real list would hold (valid NANP).
+    picks = np.array([n for n in picks.tolist() if normalise(str(n))[0]], dtype=np.int64)
     state_file.write_text("\n".join(f"+1{n}" for n in picks.tolist()))
     litigator_file = work / "litigators.txt"
     litigator_file.write_text("\n".join(str(n) for n in picks[:20_000].tolist()))

@@ -36,6 +36,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import mmap
@@ -250,14 +251,17 @@ def _blocks(handle: BinaryIO, digest: "hashlib._Hash | None") -> Iterator[bytes]
 
 
 _FULL_LINE = re.compile(rb"^\s*(\d{3})\s*,?\s*(\d{7})\s*$")
-# The commonest change-list shape, decoded without splitting fields: AAA,NNNNNNN,F or AAANNNNNNN,F.
-_CHANGE_LINE = re.compile(rb"^\s*(?P<npa>\d{3})\s*,?\s*(?P<line>\d{7})\s*,\s*(?P<flag>[AaDd])\s*$")
+# The commonest change-list shape, decoded without splitting fields: AAA,NNNNNNN,F[,YYYY-MM-DD]
+# or AAANNNNNNN,F[,YYYY-MM-DD].
+_CHANGE_LINE = re.compile(
+    rb"^\s*(?P<npa>\d{3})\s*,?\s*(?P<line>\d{7})\s*,\s*(?P<flag>[AaDd])\s*(?:,\s*(?P<date>\d{4}-\d{2}-\d{2})\s*)?$")
 _ADD_FLAGS = {b"A", b"ADD", b"ADDED", b"ADDITION"}
 _DELETE_FLAGS = {b"D", b"DEL", b"DELETE", b"DELETED", b"DELETION"}
 _FIELD_SEPARATORS = re.compile(rb"[,;\t|]")
 _QUOTES = b"\"' "
 _NUMBER_FIELD = re.compile(rb"^[+-]?[\d\s().-]+$")
 _SIGNED = re.compile(rb"^([+-])\s*\d")
+_NUMBER_SEPARATORS = b" \t().-+"
 _DATE_FIELDS = ((re.compile(rb"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
                 (re.compile(rb"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"), None),
                 (re.compile(rb"^\d{1,2}/\d{1,2}/\d{4}$"), "%m/%d/%Y"),
@@ -293,6 +297,7 @@ def is_header_line(raw: bytes) -> bool:
             and not all(field.upper() in _ADD_FLAGS | _DELETE_FLAGS for field in fields))
 
 
+@functools.lru_cache(maxsize=4096)                   # a change list repeats a few dates
 def _date_problem(field: bytes) -> str | None | bool:
     """False when `field` is not shaped like a date or time; None for a real one; else why not."""
     if _TIME_FIELD.match(field):
@@ -310,6 +315,12 @@ def _date_problem(field: bytes) -> str | None | bool:
     return False
 
 
+def _looks_like_date(field: bytes) -> bool:
+    """A cheap test before the date patterns: numbers are far commoner than dates."""
+    return (b"/" in field or b":" in field or field[4:5] == b"-"
+            or (len(field) == 8 and field.isdigit()))
+
+
 @dataclass
 class _LineParts:
     """What one registry line says: its number's digits, an add/delete flag, a +/- prefix."""
@@ -322,9 +333,8 @@ class _LineParts:
 
 def _read_number_field(field: bytes, parts: _LineParts) -> str | None:
     """Fold one digits field into `parts`; why it cannot be read, or None."""
-    signed = _SIGNED.match(field)
-    sign = signed.group(1) if signed else None
-    digits = bytes(byte for byte in field if 48 <= byte <= 57)
+    sign = field[:1] if field[:1] in (b"+", b"-") and _SIGNED.match(field) else None
+    digits = field.translate(None, _NUMBER_SEPARATORS)
     if sign == b"+" and len(digits) == 11 and digits[:1] == b"1":
         sign = None                              # E.164 (+1AAANNNNNNN), not an addition prefix
     if sign is not None:
@@ -360,7 +370,7 @@ def _read_line_parts(raw: bytes) -> _LineParts | str:
                 return "more than one add/delete flag"
             parts.flag = upper
             continue
-        date = _date_problem(field)
+        date = _date_problem(field) if _looks_like_date(field) else False
         if date is None:
             continue
         if date is not False:
@@ -404,7 +414,7 @@ def parse_change_line(raw: bytes) -> tuple[int, bool] | str | None:
     if not raw.strip():
         return None
     match = _CHANGE_LINE.match(raw)
-    if match:
+    if match and (match["date"] is None or _date_problem(match["date"]) is None):
         problem = _nanp_problem(match["npa"], match["line"][0])
         return problem or (int(match["npa"] + match["line"]), match["flag"] in b"Aa")
     parts = _read_line_parts(raw)
