@@ -7,7 +7,8 @@ past decision can be explained from what was on file at its instant. Every chang
 the audit log through the injected `audit` callable, in the same transaction, with its actor.
 
 Functions that change data flush and leave the commit to the caller, except `revoke`: an opt-out
-is committed before `revoke` returns, so nothing that happens next can lose it.
+is committed before `revoke` returns, so nothing that happens next can lose it. An opt-out is also
+a do-not-call request: `revoke` puts the number on the internal list in the same transaction.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from consent import dnc
 from consent.ledger_io import (
     BusinessRelationshipIn, ConsentIn, LoadedFile, RevocationIn, RevocationVia, RowError, e164_or_none,
 )
@@ -243,9 +245,21 @@ def revoke(session: Session, phone: str, channels: Iterable[Channel], via: Revoc
         "revocation_id": revocation.id, "channels": joined, "via": via.value,
         "received_at": _iso(received), "received_at_given": _iso(received_at), "note": note,
         "row_digests": stored_digests(session, revocation)})
+    _put_on_internal_list(session, revocation, actor=actor, at=at, audit=audit)
     session.commit()
     session.refresh(revocation)      # loaded again, so the caller can read it after the session ends
     return Recorded(revocation, True)
+
+
+def _put_on_internal_list(session: Session, revocation: Revocation, *, actor: str, at: datetime,
+                          audit: Audit) -> None:
+    """An opt-out is also a do-not-call request (47 CFR 64.1200(d)): the number goes on the
+    internal list in the revocation's own transaction, with who, when and how (`via`)."""
+    reason = f"opt-out ({revocation.channels}) via {revocation.via}, revocation#{revocation.id}"
+    if revocation.note:
+        reason = f"{reason}: {revocation.note}"
+    dnc.add_internal(session, revocation.phone, reason=reason[:500], actor=actor, at=at, audit=audit,
+                     via=revocation.via, revocation_id=revocation.id)
 
 
 # --- business relationships -------------------------------------------------------------------

@@ -120,7 +120,8 @@ def test_post_revocation_is_committed_and_defaults_to_every_channel(client, engi
     with Session(engine) as session:
         [revocation] = session.scalars(select(Revocation)).all()
         assert (revocation.via, revocation.recorded_by) == ("spoken", "compliance")
-    assert audit_actions(engine) == [("consent.revoked", "compliance")]
+    # An opt-out is also a do-not-call request: the number goes on the internal list with it.
+    assert audit_actions(engine) == [("consent.revoked", "compliance"), ("dnc.internal.add", "compliance")]
 
 
 def test_post_revocation_refuses_an_unknown_via(client):
