@@ -7,7 +7,9 @@ seven digits after the area code, read as an integer) is on the registry.
 Layout under the store's folder (normally `<OUTBOUND_DATA_DIR>/registry/`):
 
     manifest.json            the current version: area codes in file order, entries, the files
-                             ingested (sha256, line counts), change lists applied, synced_at
+                             ingested (sha256, line counts, area codes), change lists applied,
+                             and `coverage`: each area code held with its own synced_at,
+                             baseline date and the files it came from
     gen-<version>/bitsets.bin
                              the bitsets of every present area code, back to back, in the
                              manifest's `area_codes` order; bits are least-significant first
@@ -18,18 +20,28 @@ writes a new `gen-*` folder, syncs it, then replaces `manifest.json` with `os.re
 sees the old version or the new one, never half a build. Readers re-read the manifest when it
 changes, so a long-running worker picks up a new download without restarting.
 
-Input accepted (the FTC's exact layout is unverified, see tcpa-rules §4.1):
+Coverage and freshness are per area code. The FTC delivers one file per area code, so a full
+load replaces the area codes that have numbers in its files and keeps the others, each with its
+own date; `replace_all` makes the files the whole registry. A change list renews the date of the
+held area codes it has lines for. An area code with no full list has no coverage: its numbers get
+`synced_at: None`, and the gate blocks telemarketing to them (`dnc_data_stale`).
 
-- full downloads: one number per line, `AAA,NNNNNNN` or `AAANNNNNNN`; whitespace around the
-  fields, CRLF endings, a UTF-8 BOM and blank lines are tolerated; UTF-16 files are decoded.
-  Plain text, `.zip` (every member that is not a folder), or a folder of such files.
-- change lists: `AAA,NNNNNNN,FLAG[,more fields]` or `AAANNNNNNN,FLAG[,...]` where FLAG is
-  `A`/`ADD`/`ADDED`/`ADDITION` or `D`/`DEL`/`DELETE`/`DELETED`/`DELETION` (any case); or a
-  number prefixed with `+` (addition) or `-` (deletion). Anything after the flag (a date) is
-  kept out of the store. Within one change list the last line for a number wins.
+Input accepted (the FTC's column order is not published, see tcpa-rules §4.1), so fields are
+recognised by what they hold, separated by commas (or tabs, semicolons, bars) and optionally
+quoted: the number as `AAANNNNNNN`, `AAA,NNNNNNN`, `212-555-0123`, `(212) 555-0123` or
+`+1AAANNNNNNN`; an add/delete flag `A`/`ADD`/`ADDED`/`ADDITION` or `D`/`DEL`/`DELETE`/
+`DELETED`/`DELETION` (any case), before or after the number, or a `+`/`-` prefix; dates
+(`YYYY-MM-DD[THH:MM[:SS]]`, `MM/DD/YYYY`, `YYYYMMDD`) and times anywhere, kept out of the store.
+A first line of column titles (`phone,flag,date`) is a header. Whitespace, CRLF endings, a UTF-8
+BOM and blank lines are tolerated; UTF-16 files are decoded. Plain text, `.zip` (every member
+that is not a folder), or a folder of such files.
 
-A line that fits none of these is counted and reported with its line number; it never stops
-the load. Area codes and exchanges must start with 2-9 (NANP), otherwise the line is malformed.
+- full lists need a number per line (an addition flag is tolerated, a deletion is not);
+- change lists need a number and a flag; within one change list the last line for a number wins.
+
+A load is atomic: a single malformed line anywhere (anything else, a second number or flag, an
+impossible date, an area code or exchange not starting with 2-9), a sync date later than the
+load, or no number at all raises and changes nothing, renewing no date.
 """
 from __future__ import annotations
 
