@@ -107,3 +107,24 @@ def test_the_same_minute_decided_at_the_close_and_just_after():
     together = _fresh_run([after, at_close])
     assert together == [_fresh_run([after])[0], _fresh_run([at_close])[0]]
     assert "at the 20:00 close" in together[1] and "after 20:00" in together[0]
+
+
+def test_gate_check_prints_the_same_bytes_however_the_file_is_split(cli_runner, outbound_env, tmp_path, monkeypatch):
+    from outbound.cli import app
+    from outbound.commands import gate_cmd
+
+    base = {"channel": "voice", "purpose": "telemarketing", "voice": "live", "automated": False, "dnc": DNC}
+    lines = [json.dumps({**base, "at": f"2026-07-16T0{hour}:00:{second:02d}Z", "contact": {"phone": phone}})
+             for hour in (0, 1) for second in (30, 0, 59, 0) for phone in ("+13055550123", "+12125550123")]
+    path = tmp_path / "same_minutes.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    alone = "".join(_fresh_run([line])[0] + "\n" for line in lines)
+    serial = cli_runner.invoke(app, ["gate", "check", str(path), "--workers", "1"])
+    assert serial.exit_code == 0, serial.output
+    assert serial.stdout == alone
+    monkeypatch.setattr(gate_cmd, "PARALLEL_FROM_BYTES", 0)
+    for chunk in (1, 3, 5):
+        monkeypatch.setattr(gate_cmd, "CHUNK_LINES", chunk)
+        parallel = cli_runner.invoke(app, ["gate", "check", str(path), "--workers", "2"])
+        assert parallel.exit_code == 0, parallel.output
+        assert parallel.stdout == alone, chunk
