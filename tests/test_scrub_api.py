@@ -12,6 +12,9 @@ from outbound.cli import app
 
 def test_scrub_upload_counts_and_rows(cli_runner, env_api_users, tmp_path):
     assert cli_runner.invoke(app, ["dnc", "add", "+12125550123", "--reason", "asked on the phone"]).exit_code == 0
+    registry = tmp_path / "registry.txt"            # data for both area codes: none would be national_not_loaded
+    registry.write_text("2125559999\n3055559999\n")
+    assert cli_runner.invoke(app, ["dnc", "import", "national", str(registry)]).exit_code == 0
     body = "name,phone\nAda,(212) 555-0123\nBob,+1 305 555 0199\nEve,not a number\nMal,=HYPERLINK(\"x\")\n"
     client = TestClient(create_app(), headers=env_api_users.headers("manager"))
     report = client.post("/v1/scrub", files={"file": ("list.csv", body, "text/csv")})
