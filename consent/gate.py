@@ -12,14 +12,13 @@ dropping or sharing entries never changes an answer; all are bounded.
 from __future__ import annotations
 
 import calendar
-from bisect import bisect_right
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from consent import windows
-from consent.location import location_under
+from consent.location import location_under, override_prefixes
 from consent.rules import Cap, RulePack, keep_bounded
 from consent.scenario import iso_utc
 from consent.types import (
@@ -43,12 +42,16 @@ _RECORDED = frozenset({VoiceKind.PRERECORDED, VoiceKind.ARTIFICIAL})
 # Most decisions find nothing in most checks: share one empty answer instead of building one.
 _NO_REASONS: tuple[Reason, ...] = ()
 _NOTHING_CAPPED: tuple[tuple[Reason, ...], None] = (_NO_REASONS, None)
+_OVERRIDE_PREFIXES = "gate.zone_override_prefixes"     # the pack cache's key for them
 
 
 def evaluate(request: AttemptRequest, facts: Facts, rules: RulePack, at: datetime) -> Decision:
     if at.tzinfo is None:
         raise ValueError("the gate needs an aware instant for `at`")
-    request = located(request, rules)
+    e164 = request.location.e164
+    prefixes = rules.cache.get(_OVERRIDE_PREFIXES) or _override_prefixes(rules)
+    if e164 is not None and (e164[2:5] in prefixes or e164[2:8] in prefixes):
+        request = located(request, rules)     # most numbers are in no overridden prefix
     location = request.location
     if not location.valid:
         reason = Reason("invalid_number", "nanp.valid_number",
@@ -77,6 +80,11 @@ def located(request: AttemptRequest, rules: RulePack) -> AttemptRequest:
     `timezones` and its replay under the same pack all see the corrected zones."""
     location = location_under(request.location, request.zip, request.state, rules.zone_overrides)
     return request if location is request.location else replace(request, location=location)
+
+
+def _override_prefixes(rules: RulePack) -> frozenset[str]:
+    # Kept in the pack's cache: evaluate reads them on every decision.
+    return rules.remember(_OVERRIDE_PREFIXES, override_prefixes(rules.zone_overrides))
 
 
 def decide(reasons: list[Reason], request: AttemptRequest, facts: Facts, rules: RulePack, place: Place,
@@ -471,11 +479,11 @@ def check_caps(facts: Facts, flags: StateFlags, at: datetime) -> tuple[list[Reas
     voice and SMS count together."""
     if not flags.caps or not facts.history:
         return _NOTHING_CAPPED
-    attempts = sorted(attempt.at for attempt in facts.history if attempt.at <= at)
     reasons, free_at = [], None
     for code, cap in flags.caps:
         window = cap.window
-        recent = attempts[bisect_right(attempts, at - window):]
+        since = at - window
+        recent = sorted(attempt.at for attempt in facts.history if since < attempt.at <= at)
         if len(recent) >= cap.count:
             # Free one window after the oldest attempt counted (of the latest `count`): from
             # then on fewer than `count` fall inside the window.

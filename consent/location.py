@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections import defaultdict
+from dataclasses import replace
 from functools import lru_cache
 
 import phonenumbers
@@ -171,26 +172,27 @@ def resolve_location(phone: str, zip_code: str | None = None, state: str | None 
 
 def location_under(location: Location, zip_code: str | None, state: str | None,
                    zone_overrides: ZoneOverrides) -> Location:
-    """`location` re-resolved under `zone_overrides` when its number is in a prefix that they, or
-    the defaults it may have been resolved with, override; otherwise `location` itself.
+    """`location` with its zones formed again under `zone_overrides` when its number is in a
+    prefix that they, or the defaults it may have been resolved with, override; otherwise (and
+    when that changes nothing) `location` itself.
 
     A stored contact's zones, or a scenario's, were resolved under the default pack (or under
     none, before overrides existed); the gate decides under its own pack, and replay under the
     pack a decision named, so the zones of an overridden prefix are formed again from the number,
-    ZIP and state under that pack.
+    ZIP and state under that pack. States do not depend on zones: they are kept.
     """
     e164 = location.e164
-    if e164 is None or not _touches(e164, _prefixes_to_check(zone_overrides)):
+    prefixes = override_prefixes(zone_overrides)
+    if e164 is None or (e164[2:5] not in prefixes and e164[2:8] not in prefixes):
         return location
-    return _resolve_location(e164, zip_code, state, zone_overrides)
-
-
-def _touches(e164: str, prefixes: frozenset[str]) -> bool:
-    return e164[2:5] in prefixes or e164[2:8] in prefixes
+    zones = _candidate_zones(e164[:8], zip_code, state, zone_overrides)
+    return location if zones == location.timezones else replace(location, timezones=zones)
 
 
 @lru_cache(maxsize=64)
-def _prefixes_to_check(zone_overrides: ZoneOverrides) -> frozenset[str]:
+def override_prefixes(zone_overrides: ZoneOverrides) -> frozenset[str]:
+    """The prefixes whose zones `location_under` forms again: those `zone_overrides` name and
+    those the default pack's name (a location may have been resolved under either)."""
     return zone_overrides.prefixes | default_zone_overrides().prefixes
 
 
@@ -199,16 +201,28 @@ def _resolve_location(phone: str, zip_code: str | None, state: str | None, zone_
     e164 = nanp_e164(phone)
     if e164 is None:
         return Location(e164=None, timezones=(), states=())
-    zones, number_state, region = _prefix_facts(e164[:8], zone_overrides)
-    zip_zone, zip_state = zip_facts(zip_code) if zip_code else (None, None)
-    # An address without a state still names one through its ZIP (military AA/AE/AP ZIPs name
-    # no state the rules know: they add nothing).
-    address_state = state.upper() if state else (zip_state if zip_state in known_states() else None)
-    candidate_zones = set(zones)
+    _zones, number_state, region = _prefix_facts(e164[:8], zone_overrides)
+    address_state = _address_facts(zip_code, state)[1]
+    states = {s for s in (number_state, address_state) if s}
+    return Location(e164=e164, timezones=_candidate_zones(e164[:8], zip_code, state, zone_overrides),
+                    states=tuple(sorted(states)), region=region)
+
+
+@lru_cache(maxsize=65536)
+def _candidate_zones(e164_prefix: str, zip_code: str | None, state: str | None,
+                     zone_overrides: ZoneOverrides) -> tuple[str, ...]:
+    """The number's zones plus the ZIP's zone, or every zone of the address state without one."""
+    zip_zone, address_state = _address_facts(zip_code, state)
+    candidate_zones = set(_prefix_facts(e164_prefix, zone_overrides)[0])
     if zip_zone:
         candidate_zones.add(zip_zone)
     elif address_state:
         candidate_zones.update(zones_for_state(address_state))
-    states = {s for s in (number_state, address_state) if s}
-    return Location(e164=e164, timezones=tuple(sorted(candidate_zones)), states=tuple(sorted(states)),
-                    region=region)
+    return tuple(sorted(candidate_zones))
+
+
+def _address_facts(zip_code: str | None, state: str | None) -> tuple[str | None, str | None]:
+    """(ZIP zone, address state). An address without a state still names one through its ZIP
+    (military AA/AE/AP ZIPs name no state the rules know: they add nothing)."""
+    zip_zone, zip_state = zip_facts(zip_code) if zip_code else (None, None)
+    return zip_zone, (state.upper() if state else (zip_state if zip_state in known_states() else None))

@@ -10,7 +10,7 @@ import bisect
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 from importlib import resources
@@ -60,10 +60,10 @@ class Cap:
 
     count: int
     window_hours: int
+    window: timedelta = field(init=False, repr=False, compare=False)   # derived once: read per decision
 
-    @property
-    def window(self) -> timedelta:
-        return timedelta(hours=self.window_hours)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window", timedelta(hours=self.window_hours))
 
 
 @dataclass(frozen=True, slots=True)
