@@ -113,8 +113,9 @@ def _print_view(view: records.LedgerView) -> None:
                   highlight=False)
     for reliance in view.reliance:
         colour = "green" if reliance.grant else "red"
+        seller = f"; seller {reliance.grant.seller}" if reliance.grant and reliance.grant.seller else ""
         console.print(f"  {reliance.channel.value} {reliance.purpose.value} ({reliance.need.value} needed): "
-                      f"[{colour}]{escape(reliance.reason)}[/{colour}]", highlight=False, soft_wrap=True)
+                      f"[{colour}]{escape(reliance.reason + seller)}[/{colour}]", highlight=False, soft_wrap=True)
 
 
 STATUS_COLOURS = {"active": "green", "revoked": "red", "expired": "yellow"}
