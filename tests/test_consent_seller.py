@@ -28,6 +28,7 @@ from consent.rules import load_pack
 from consent.tables import ConsentRecord
 from consent.types import Channel, ConsentGrant, ConsentKind, Facts, Purpose
 from outbound import audit
+from outbound.campaigns import campaign_seller, find_campaign
 from outbound.db import ensure_schema, session_scope
 from outbound.migrations import downgrade_to
 from outbound.models import Attempt, Campaign, Decision
@@ -334,3 +335,21 @@ def migrate_with(engine, campaigns: list[tuple[str, dict]]) -> dict[int, str]:
 ])
 def test_migration_gives_consents_without_a_seller_one_that_fails_closed(empty_engine, campaigns, filled):
     assert list(migrate_with(empty_engine, campaigns).values()) == [filled, "Acme Solar"]
+
+
+def test_the_campaign_form_takes_the_seller(outbound_env):
+    from api.app import create_app
+    from outbound.db import get_engine
+    from pages_support import field_error, sign_in
+
+    engine = get_engine()
+    ensure_schema(engine)
+    form = {"name": "spring", "channel": "sms", "purpose": "telemarketing", "caller_id": "+12125550100",
+            "script": "Reply STOP to opt out.", "seller": " Sunrise Solar "}
+    with TestClient(create_app()) as client:
+        manager = sign_in(client, engine, "mona", "manager")
+        assert manager.post("/manager/campaigns", data=form, follow_redirects=False).status_code == 303
+        refused = manager.post("/manager/campaigns", data={**form, "name": "autumn", "seller": "unknown"})
+    assert refused.status_code == 422 and "cannot name a seller" in field_error(refused.text, "seller")
+    with Session(engine) as session:
+        assert campaign_seller(find_campaign(session, "spring")) == "Sunrise Solar"

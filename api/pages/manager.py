@@ -42,7 +42,7 @@ LIVE_INTERVAL_SECONDS = 1.0
 SIMULATE_MAX_DAYS = 366
 
 CAMPAIGN_FIELDS = ("name", "channel", "purpose", "voice", "caller_id", "script", "hours", "cps",
-                   "max_concurrent", "start_date", "end_date")
+                   "max_concurrent", "start_date", "end_date", "seller")
 LIFECYCLE = {"start": start_campaign, "pause": pause_campaign, "resume": resume_campaign, "stop": stop_campaign}
 
 
@@ -75,10 +75,11 @@ def create_campaign_form(request: Request, session: SessionDep, now: NowDep, use
                          cps: Annotated[str, Form(max_length=20)] = "",
                          max_concurrent: Annotated[str, Form(max_length=20)] = "",
                          start_date: Annotated[str, Form(max_length=20)] = "",
-                         end_date: Annotated[str, Form(max_length=20)] = ""):
+                         end_date: Annotated[str, Form(max_length=20)] = "",
+                         seller: Annotated[str, Form(max_length=120)] = ""):
     values = {"name": name, "channel": channel, "purpose": purpose, "voice": voice, "automated": automated,
               "caller_id": caller_id, "script": script, "hours": hours, "cps": cps,
-              "max_concurrent": max_concurrent, "start_date": start_date, "end_date": end_date}
+              "max_concurrent": max_concurrent, "start_date": start_date, "end_date": end_date, "seller": seller}
     try:
         spec = validate_campaign(campaign_input(values))
         campaign = create_campaign(session, spec, actor=user.name, at=now)
@@ -104,6 +105,9 @@ def campaign_input(values: dict[str, str]) -> dict[str, Any]:
     settings = {key: values[key].strip() for key in ("hours", "cps", "max_concurrent", "start_date", "end_date")
                 if values.get(key, "").strip()}
     if settings:
+    if values.get("seller", "").strip():
+        # The seller whose consents count (and whom calls name); blank: the campaign's name.
+        settings["conversation"] = {"seller_name": values["seller"].strip()}
         raw["settings"] = settings
     return raw
 
@@ -112,7 +116,7 @@ def _field_of(error: Exception) -> tuple[str, str]:
     """The form field an error names (`settings.cps` → `cps`) and its message without the prefix."""
     if isinstance(error, CampaignExists):
         return "name", str(error).removeprefix("name: ")
-    field = error.field.removeprefix("settings.").split(".")[0]
+    field = error.field.removeprefix("settings.").replace("conversation.seller_name", "seller").split(".")[0]
     message = str(error).removeprefix(f"{error.field}: ")
     return (field if field in CAMPAIGN_FIELDS else "name"), (
         message if field in CAMPAIGN_FIELDS else f"{error.field}: {message}")
