@@ -67,7 +67,7 @@ def _synced_option(text: str | None, current: datetime) -> datetime:
     for fresh beyond the 31-day limit."""
     synced = current if text is None else _parse_instant(text, "--synced-at")
     if synced > current:
-        _fail(f"--synced-at {text}: that is in the future (now {current.isoformat().replace('+00:00', 'Z')}); "
+        _fail(f"--synced-at {text}: that is in the future (now {current.replace(microsecond=0).isoformat().replace('+00:00', 'Z')}); "
               "give when the data was actually obtained")
     return synced
 
