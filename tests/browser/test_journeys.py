@@ -34,6 +34,7 @@ def test_manager_uploads_simulates_starts_and_watches_counters_move(page, live_a
     screenshot(page, "manager-form-error")
     page.fill("#f-caller_id", "+12125550100")
     page.fill("#f-script", "Hi, this is Ava, an automated assistant calling for Sunrise Solar.")
+    page.fill("#f-seller", "Sunrise Solar")           # the seller the bundled consents were given to
     page.click("#create-campaign button[type=submit]")
     expect(page.locator("h1")).to_contain_text("spring-solar")
 
