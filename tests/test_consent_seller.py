@@ -353,3 +353,15 @@ def test_the_campaign_form_takes_the_seller(outbound_env):
     assert refused.status_code == 422 and "cannot name a seller" in field_error(refused.text, "seller")
     with Session(engine) as session:
         assert campaign_seller(find_campaign(session, "spring")) == "Sunrise Solar"
+
+
+def test_the_api_shows_each_consents_standing_and_narrows_to_a_seller(api):
+    for body in (consent_record(), consent_record(seller="Beta Energy", expires_at="2026-06-01T00:00:00Z")):
+        assert api.post("/v1/consent", json={k: v for k, v in body.items() if k != "type"}).status_code == 201
+
+    view = api.get(f"/v1/consent/{PHONE}").json()
+    assert {(c["seller"], c["status"]) for c in view["consents"]} == {("Acme Solar", "active"),
+                                                                       ("Beta Energy", "expired")}
+    narrowed = api.get(f"/v1/consent/{PHONE}", params={"seller": "Beta Energy"}).json()
+    assert [c["seller"] for c in narrowed["consents"]] == ["Beta Energy"]
+    assert all(item["kind"] is None for item in narrowed["relied_on"])

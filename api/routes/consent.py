@@ -86,12 +86,15 @@ def post_business_relationship(body: BusinessRelationshipIn, response: Response,
 @router.get("/consent/{phone}")
 def get_consent(phone: str, session: SessionDep, now: NowDep,
                 channel: Annotated[Channel | None, Query()] = None,
-                purpose: Annotated[Purpose | None, Query()] = None) -> dict[str, Any]:
-    """The whole history of a phone in time order, and the record the gate would rely on now."""
+                purpose: Annotated[Purpose | None, Query()] = None,
+                seller: Annotated[str | None, Query(max_length=500, description="only this seller's consents: "
+                                                    "what its campaigns rely on")] = None) -> dict[str, Any]:
+    """The whole history of a phone in time order, each consent's seller, evidence and standing now
+    (active, not_yet_granted, expired, revoked, superseded), and the record the gate would rely on now."""
     with _ledger_errors_as_422():
         view = records.ledger_view(session, phone, now,
                                    channels=[channel] if channel else tuple(Channel),
-                                   purposes=[purpose] if purpose else tuple(Purpose))
+                                   purposes=[purpose] if purpose else tuple(Purpose), seller=seller)
     return view.as_dict()
 
 
