@@ -130,3 +130,13 @@ def test_an_upload_over_the_limit_is_413_naming_the_limit_and_stores_nothing(cli
     assert chunked.status_code == 413 and "limit of 100,000 bytes" in chunked.text
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(Contact)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("sent", ["../../etc/list.csv", "C:\\Users\\ann\\Desktop\\list.csv", "/tmp/x/list.csv"])
+def test_an_upload_is_stored_under_its_base_name(client, engine, campaign_id, sent):
+    response = client.post(f"/v1/campaigns/{campaign_id}/lists", files={"file": (sent, CSV, "text/csv")})
+    assert response.status_code == 201, response.text
+    assert response.json()["rejects_stored_per_reason"] == 1_000
+    with Session(engine) as session:
+        assert session.get(ListImport, response.json()["import_id"]).file_name == "list.csv"
+    assert client.get(response.json()["report_url"]).json()["file_name"] == "list.csv"

@@ -17,8 +17,9 @@ from sqlmodel import Session
 from consent.location import resolve_location
 from outbound.cli import app as cli_app
 from outbound.lists import (
-    BadColumnMap, EmptyFile, ListFileError, NoDataRows, NoPhoneColumn, UnreadableFile,
-    find_or_create_campaign, import_contacts, open_list, parse_column_map, safe_cell, write_rejects_csv,
+    MAX_STORED_REJECTS_PER_REASON, BadColumnMap, EmptyFile, ListFileError, NoDataRows, NoPhoneColumn, UnreadableFile,
+    find_or_create_campaign, import_contacts, import_summary, open_list, parse_column_map, safe_cell,
+    write_rejects_csv,
 )
 from outbound.lists import reader as reader_module
 from outbound.lists.columns import FIELDS, map_columns
@@ -170,11 +171,43 @@ def test_utf8_with_bom_and_latin1_are_read():
                                                                    ["2125550123", "José"])
 
 
-def test_a_latin1_byte_after_the_utf8_sample_is_read_as_latin1_not_a_crash():
+def test_a_byte_that_is_not_utf8_after_the_utf8_sample_rejects_its_line_not_a_silent_latin1_read():
     filler = b"".join(b"2125550%03d,Ann\n" % (i % 1000) for i in range(8000))   # > 64 KiB
-    reader, rows = read_all(b"phone,first_name\n" + filler + b"2125550999,Ren\xe9e\n")
+    reader, rows = read_all(b"phone,first_name\n" + filler + b"2125550999,Ren\xe9e\n2125550998,Bob\n")
     assert reader.encoding == "utf-8-sig"
-    assert rows[-1].fields == ["2125550999", "Renée"]
+    assert (rows[-2].line, rows[-2].problem, rows[-2].fields) == (8002, "invalid_utf8", ["2125550999", "Ren\ufffde"])
+    assert (rows[-1].line, rows[-1].problem) == (8003, None)
+
+
+def test_a_bom_file_with_a_bad_byte_in_a_multiline_record_names_the_line_it_starts_on():
+    reader, rows = read_all(b'\xef\xbb\xbfphone,notes\n2125550100,"two\nli\xffnes"\n2125550101,ok\n')
+    assert [(r.line, r.problem) for r in rows] == [(2, "invalid_utf8"), (4, None)]
+
+
+def test_a_file_that_is_latin1_throughout_is_still_a_list():
+    reader, rows = read_all("phone,first_name\n2125550123,Renée\n2125550124,Zoë\n".encode("latin-1"))
+    assert reader.encoding == "latin-1"
+    assert [(r.problem, r.fields[1]) for r in rows] == [(None, "Renée"), (None, "Zoë")]
+
+
+def test_a_five_million_line_field_is_one_reject_and_the_row_after_it_is_read():
+    # The probe's file: 10 MB, one quoted field of 5,242,881 lines. It made as many rejects.
+    field = b"x\n" * (5 * 1024 * 1024)
+    _reader, rows = read_all(b"phone,notes\n2125550100,\"" + field + b"end\"\n2125550101,good\n")
+    assert [(r.line, r.problem) for r in rows] == [(2, "record_too_long"), (5_242_883, None)]
+    assert rows[1].fields == ["2125550101", "good"]
+
+
+def test_a_field_over_the_record_characters_is_one_reject(monkeypatch):
+    field = ("y" * 5000 + "\n") * 30                                  # 150k characters in 30 lines
+    _reader, rows = read_all(b'phone,notes\n2125550100,"' + field.encode() + b'"\n2125550101,ok\n')
+    assert [(r.line, r.problem) for r in rows] == [(2, "record_too_long"), (33, None)]
+
+
+def test_a_cell_over_the_field_limit_is_rejected_and_reading_goes_on():
+    _reader, rows = read_all(b"phone,notes\n2125550100," + b"y" * 20_000 + b"\n2125550101,ok\n")
+    assert [(r.line, r.problem) for r in rows] == [(2, "field_too_long"), (3, None)]
+    assert len(rows[0].fields[1]) <= 200                             # the report keeps a prefix
 
 
 def test_a_stray_quote_costs_one_row_not_the_rest_of_the_file(monkeypatch):
@@ -184,6 +217,23 @@ def test_a_stray_quote_costs_one_row_not_the_rest_of_the_file(monkeypatch):
     assert (rows[0].line, rows[0].problem) == (2, "unbalanced_quote")
     assert [r.line for r in rows[1:]] == list(range(3, 22))
     assert all(r.problem is None for r in rows[1:])
+
+
+def test_an_import_counts_every_reject_but_stores_a_bounded_number_per_reason(engine):
+    assert MAX_STORED_REJECTS_PER_REASON == 1_000
+    data = (b"phone,state\n" + b"not a number,NY\n" * 1_500 + b"2125550123,ZZ\n" * 20 +
+            b"2125550124,NY\n")
+    result = run_import(engine, data)
+    assert result.summary()["rejected_by_reason"] == {"letters_in_number": 1_500, "unknown_state": 20}
+    assert (result.accepted, result.rejected) == (1, 1_520)
+    with Session(engine) as session:
+        stored = session.exec(select(ImportReject.reason, func.count()).group_by(ImportReject.reason)).all()
+        assert dict(stored) == {"letters_in_number": 1_000, "unknown_state": 20}
+        lines = session.exec(select(ImportReject.line).where(ImportReject.reason == "letters_in_number")
+                             .order_by(ImportReject.line)).all()
+        assert [line for (line,) in lines] == list(range(2, 1_002))   # the first ones are kept
+        report = import_summary(session, result.import_id)
+    assert (report["rejected"], report["rejects_stored"], report["rejects_stored_per_reason"]) == (1_520, 1_020, 1_000)
 
 
 def test_ragged_rows_are_flagged_but_trailing_empty_cells_are_not():
@@ -268,7 +318,8 @@ def test_the_reader_never_crashes_on_junk(data):
         return
     for row in rows:
         assert row.line >= 2
-        assert row.problem in (None, "ragged_row", "unbalanced_quote", "malformed_row", "line_too_long")
+        assert row.problem in (None, "ragged_row", "unbalanced_quote", "malformed_row", "line_too_long",
+                               "record_too_long", "field_too_long", "invalid_utf8")
     lines = [r.line for r in rows]
     assert lines == sorted(lines)
 

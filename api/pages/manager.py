@@ -23,6 +23,7 @@ from api.pages.campaign_live import live_counters
 from api.pages.deps import EngineDep, NowDep, SessionDep
 from api.pages.rendering import render, templates
 from api.pages.sse import poll_changes, sse_response
+from api.upload_names import base_name
 from outbound import transfers
 from outbound.campaigns import (
     CampaignError, CampaignExists, InvalidTransition, campaign_settings, create_campaign, pause_campaign,
@@ -104,10 +105,10 @@ def campaign_input(values: dict[str, str]) -> dict[str, Any]:
         raw["script"] = values["script"].strip()
     settings = {key: values[key].strip() for key in ("hours", "cps", "max_concurrent", "start_date", "end_date")
                 if values.get(key, "").strip()}
-    if settings:
     if values.get("seller", "").strip():
         # The seller whose consents count (and whom calls name); blank: the campaign's name.
         settings["conversation"] = {"seller_name": values["seller"].strip()}
+    if settings:
         raw["settings"] = settings
     return raw
 
@@ -235,7 +236,7 @@ def _import(engine: Engine, upload: StarletteUpload, campaign_id: int, actor: st
     upload.file.seek(0)
     reader, columns = open_list(upload.file)
     return import_contacts(engine, reader, columns, campaign_id=campaign_id,
-                           file_name=Path(upload.filename or "upload.csv").name, actor=actor)
+                           file_name=base_name(upload.filename, "upload.csv"), actor=actor)
 
 
 def _upload_refused(request: Request, message: str, *, status_code: int = 422) -> Response:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, Up
 
 from api.auth import ComplianceUser, require_roles
 from api.database import NowDep, SessionDep
+from api.upload_names import base_name
 from consent import records
 from api.ascii_json import AsciiJSONResponse
 from consent.ledger_io import (
@@ -112,7 +113,7 @@ def import_ledger(file: Annotated[UploadFile, File(description="CSV, JSON array 
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             detail=f"the file is larger than {MAX_LEDGER_UPLOAD_BYTES // (1024 * 1024)} MB; "
                                    "load it with `outbound consent import`")
-    name = "".join(char for char in file.filename or "" if char.isprintable())[:200] or "upload"
+    name = base_name(file.filename, "upload")
     is_json = name.lower().endswith((".json", ".jsonl", ".ndjson")) or (
         not name.lower().endswith(".csv") and data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"[", b"{"))
     loaded = load_json_bytes(data) if is_json else load_csv_bytes(data)

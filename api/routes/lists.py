@@ -20,9 +20,10 @@ from sqlmodel import Session
 
 from api.auth import CampaignReader, ManagerUser
 from api.scoping import visible_campaign
+from api.upload_names import base_name
 from outbound.db import get_engine, session_scope
 from outbound.lists import (
-    FileTooLarge, ImportNotFound, ListFileError, NoDataRows, NoPhoneColumn, check_list_size, import_contacts,
+    MAX_STORED_REJECTS_PER_REASON, FileTooLarge, ImportNotFound, ListFileError, NoDataRows, NoPhoneColumn, check_list_size, import_contacts,
     import_summary, iter_rejects_csv, open_list, parse_column_map,
 )
 
@@ -51,8 +52,10 @@ def upload_list(campaign_id: Annotated[int, Path(ge=1, le=2 ** 31 - 1)], file: A
     except ListFileError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=_file_error(error)) from None
     result = import_contacts(engine, reader, columns, campaign_id=campaign_id,
-                             file_name=file.filename or "upload.csv", actor=user.name)
+                             file_name=base_name(file.filename, "upload.csv"), actor=user.name)
     return {"import_id": result.import_id, "campaign_id": campaign_id, **result.summary(),
+            # Every reject is counted above; the report keeps this many rows of each reason.
+            "rejects_stored_per_reason": MAX_STORED_REJECTS_PER_REASON,
             "report_url": f"/v1/imports/{result.import_id}",
             "rejects_url": f"/v1/imports/{result.import_id}/rejects.csv"}
 

@@ -38,6 +38,7 @@ from outbound import audit
 from outbound.db import insert_ignoring_duplicates, session_scope
 from outbound.lists.batch_store import Batch, BatchWriter, ImportConstants
 from outbound.lists.columns import ColumnMap, map_columns
+from outbound.lists.limits import MAX_STORED_REJECTS_PER_REASON
 from outbound.lists.normalise import DEFAULT_REGION, Reason, normalise_phone, plain_nanp_e164
 from outbound.lists.placement import Placer
 from outbound.lists.reader import ListReader, SourceRow
@@ -115,11 +116,13 @@ def _import_contacts(engine: Engine, reader: ListReader, columns: ColumnMap, *, 
     import_id = _start_import(engine, campaign_id, file_name, actor, at)
     builder = _RowBuilder(columns, region=region)
     reasons: Counter[str] = Counter()
+    stored: Counter[str] = Counter()
     rows = 0
     writer = BatchWriter(engine, ImportConstants(campaign_id, import_id, _bound_instant(engine, at)))
     try:
         for batch in _batches(reader.rows(), builder):
             reasons.update(reason for _line, reason, _row in batch.rejects)
+            batch.rejects = _rejects_kept(batch.rejects, stored)
             writer.put(batch)
             rows += batch.rows
             if progress:
@@ -130,6 +133,18 @@ def _import_contacts(engine: Engine, reader: ListReader, columns: ColumnMap, *, 
     writer.close()
     return _finish_import(engine, import_id, campaign_id, file_name, actor, at, rows, reasons,
                           reader.meter.sha256.hexdigest())
+
+
+def _rejects_kept(rejects: list[tuple], stored: Counter[str]) -> list[tuple]:
+    """The rejects of a batch that are stored: up to MAX_STORED_REJECTS_PER_REASON of each reason
+    per import, counted in `stored`. The counts of the import are kept whole elsewhere."""
+    kept = []
+    for reject in rejects:
+        reason = reject[1]
+        if stored[reason] < MAX_STORED_REJECTS_PER_REASON:
+            stored[reason] += 1
+            kept.append(reject)
+    return kept
 
 
 # A million rows make tens of millions of short-lived objects, each freed by its reference count.

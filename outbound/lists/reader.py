@@ -3,9 +3,10 @@
 The file is read in chunks and never held whole. Per file:
 
 - Encoding: a sample (the first 64 KiB) that decodes as UTF-8 (a BOM is dropped) makes the file
-  UTF-8, otherwise it is Latin-1, which decodes any byte. A byte further on that is not UTF-8 in
-  a file judged UTF-8 is read as Latin-1 rather than failing the import: such a file is almost
-  always ASCII with one accented name past the sample.
+  UTF-8; so does a UTF-8 BOM. Otherwise it is Latin-1, which decodes any byte: a legacy export
+  that is consistently not UTF-8 is still a list. A byte further on that is not UTF-8 in a file
+  judged UTF-8 is not guessed at: its record is rejected as `invalid_utf8`, naming its line, and
+  the report shows the bad bytes as U+FFFD. Reading it as Latin-1 would store a wrong name without a word.
 - Binary junk, spreadsheets, archives and UTF-16 are refused at once with a message saying what
   the file looks like.
 - Delimiter: `csv.Sniffer` on the sample's first lines, among , ; tab and |, checked against the
@@ -13,10 +14,19 @@ The file is read in chunks and never held whole. Per file:
 
 Line numbers are the physical lines a text editor shows, the header being line 1 when it is the
 first line. A quoted field may hold line breaks; its record is numbered by the line it starts
-on. A quote left open swallows at most MAX_RECORD_LINES lines: past that, the record's first
-line is rejected as `unbalanced_quote` and reading resumes on the next line, so one stray quote
-cannot eat the rest of the file. Blank lines, and lines whose cells are all empty, carry nothing
-and are skipped.
+on. A record may span at most MAX_RECORD_LINES lines and MAX_RECORD_CHARS characters, and a
+cell hold at most MAX_FIELD_CHARS (a longer one is rejected as `field_too_long`). A record that
+runs past those bounds is one of two things, told apart by the lines it swallowed:
+
+- a stray quote (the swallowed lines look like rows: as many delimiters as the header): the
+  record's first line is rejected as `unbalanced_quote` and reading resumes on the next line, so
+  one stray quote cannot eat the rest of the file;
+- an overlong quoted field (they do not): the whole record, up to the line that closes the
+  quote, is ONE reject, `record_too_long`, and reading resumes after it. Its lines are not read
+  as rows, so a 5-million-line field is one reject, not five million, and the row after it is
+  read as the row it is.
+
+Blank lines, and lines whose cells are all empty, carry nothing and are skipped.
 """
 from __future__ import annotations
 
@@ -24,6 +34,7 @@ import codecs
 import csv
 import hashlib
 import io
+import re
 from collections import deque
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
@@ -34,8 +45,12 @@ SAMPLE_BYTES = 64 * 1024
 SNIFF_LINES = 50
 MAX_RECORD_LINES = 100
 MAX_LINE_CHARS = 1024 * 1024
+# A record of several lines: below the csv module's own field limit (131,072), so ours is met first.
+MAX_RECORD_CHARS = 100_000
+MAX_FIELD_CHARS = 10_000        # one cell: a name, an address, a note
 DELIMITERS = ",;\t|"
 _LATIN1_FALLBACK = "outbound-latin1-fallback"
+_INVALID_UTF8 = re.compile("[\udc80-\udcff]")     # what surrogateescape makes of a byte that is not UTF-8
 
 # Signatures of files people upload by mistake, and what to tell them.
 _MAGIC = (
@@ -60,6 +75,9 @@ class Reason:
     UNBALANCED_QUOTE = "unbalanced_quote"
     LINE_TOO_LONG = "line_too_long"
     MALFORMED_ROW = "malformed_row"
+    RECORD_TOO_LONG = "record_too_long"
+    FIELD_TOO_LONG = "field_too_long"
+    INVALID_UTF8 = "invalid_utf8"
 
 
 class SourceRow(NamedTuple):       # a tuple: built once per row, a frozen dataclass costs 3x
@@ -118,8 +136,11 @@ class ListReader:
         self.meter = MeteredStream(stream)
         sample = _read_sample(self.meter)
         self.encoding = detect_encoding(sample)
+        # Latin-1 decodes every byte; in a UTF-8 file a byte that is not UTF-8 becomes a lone
+        # surrogate, which no valid text contains, so its line can be told and rejected.
         self._text = io.TextIOWrapper(io.BufferedReader(_Replayed(sample, self.meter), 1 << 20),
-                                      encoding=self.encoding, errors=_LATIN1_FALLBACK, newline="")
+                                      encoding=self.encoding, errors="surrogateescape", newline="")
+        self._invalid_utf8 = False      # a line of the record being read had such a byte
         self.delimiter = sniff_delimiter(_decode_sample(sample, self.encoding))
         self._pending: deque[tuple[int, str]] = deque()
         self._line_no = 0
@@ -156,38 +177,87 @@ class ListReader:
         """Records with the physical line each starts on. One csv reader runs over the file (a
         reader per line costs more than the parse); it is replaced only after a record it could
         not finish (a quote left open too long, a NUL), with the lines after that record's first
-        given back to the new one."""
+        given back to the new one, or skipped with it when they were the inside of one field."""
         while True:
             feed = _LineFeed(self._next_line)
             reader = csv.reader(feed, delimiter=self.delimiter)
             try:
                 for fields in reader:
-                    line_no = feed.record_start
+                    line_no, chars = feed.record_start, feed.record_chars
                     feed.start_record()
                     if not any(fields):
+                        self._invalid_utf8 = False
                         continue            # a blank line, or only delimiters: nothing to import
-                    yield SourceRow(line_no, fields)
+                    yield self._record(line_no, fields, chars)
                 return
             except _RecordTooLong:
                 problem = Reason.UNBALANCED_QUOTE
             except csv.Error:
                 problem = Reason.MALFORMED_ROW
-            first_no, first_line = feed.record_lines[0]
-            self._pending.extendleft(reversed(feed.record_lines[1:]))
-            if len(first_line) > MAX_LINE_CHARS:
-                problem = Reason.LINE_TOO_LONG
-            yield SourceRow(first_no, [first_line.rstrip("\r\n")[:200]], problem)
+            abandoned = self._abandoned(feed.record_lines, problem)
+            self._invalid_utf8 = False          # lines given back are looked at again when re-read
+            yield abandoned
+
+    def _record(self, line_no: int, fields: list[str], chars: int) -> SourceRow:
+        if self._invalid_utf8:
+            self._invalid_utf8 = False
+            return SourceRow(line_no, [_replace_invalid(field)[:200] for field in fields], Reason.INVALID_UTF8)
+        # The record's length bounds its longest cell: only a long record needs its cells measured.
+        if chars > MAX_FIELD_CHARS and max(map(len, fields)) > MAX_FIELD_CHARS:
+            return SourceRow(line_no, [field[:200] for field in fields], Reason.FIELD_TOO_LONG)
+        return SourceRow(line_no, fields)
+
+    def _abandoned(self, lines: list[tuple[int, str]], problem: str) -> SourceRow:
+        """The one reject for a record the csv reader could not finish; the lines after its first
+        are given back (a stray quote) or skipped to the end of its quoted field (too long)."""
+        first_no, first_line = lines[0]
+        rest = lines[1:]
+        if len(first_line) > MAX_LINE_CHARS:
+            problem = Reason.LINE_TOO_LONG
+            self._pending.extendleft(reversed(rest))
+        elif problem == Reason.UNBALANCED_QUOTE and not self._look_like_rows(rest):
+            problem = Reason.RECORD_TOO_LONG
+            self._skip_quoted_field(rest)
+        else:
+            self._pending.extendleft(reversed(rest))
+        return SourceRow(first_no, [_replace_invalid(first_line.rstrip("\r\n"))[:200]], problem)
+
+    def _look_like_rows(self, lines: list[tuple[int, str]]) -> bool:
+        """Whether most of `lines` have a row's delimiters. Before the header is known, or with
+        one column, rows cannot be told from text: they are taken as rows (the safe side)."""
+        width = len(getattr(self, "header", ()))
+        texts = [line for _no, line in lines if line.strip()]
+        if width < 2 or not texts:
+            return True
+        rows = sum(1 for line in texts if line.count(self.delimiter) >= width - 1)
+        return 2 * rows >= len(texts)
+
+    def _skip_quoted_field(self, lines: list[tuple[int, str]]) -> None:
+        """Drop lines up to the one that closes the open quote: inside a quoted field quotes come
+        in doubled pairs, so it is the first line with an odd number of them. Lines after it that
+        were already read are given back."""
+        for i, (_no, line) in enumerate(lines):
+            if line.count('"') % 2:
+                self._pending.extendleft(reversed(lines[i + 1:]))
+                return
+        while (item := self._next_line()) is not None:
+            if item[1].count('"') % 2:
+                return
 
     def _next_line(self) -> tuple[int, str] | None:
         if self._pending:
-            return self._pending.popleft()
-        line = self._text.readline(MAX_LINE_CHARS + 1)
-        if not line:
-            return None
-        self._line_no += 1
-        if len(line) > MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
-            self._skip_rest_of_line()
-        return self._line_no, line
+            line_no, line = self._pending.popleft()
+        else:
+            line = self._text.readline(MAX_LINE_CHARS + 1)
+            if not line:
+                return None
+            self._line_no += 1
+            line_no = self._line_no
+            if len(line) > MAX_LINE_CHARS and not line.endswith(("\n", "\r")):
+                self._skip_rest_of_line()
+        if not line.isascii() and _INVALID_UTF8.search(line):
+            self._invalid_utf8 = True
+        return line_no, line
 
     def _skip_rest_of_line(self) -> None:
         while (chunk := self._text.readline(MAX_LINE_CHARS)) and not chunk.endswith(("\n", "\r")):
@@ -206,9 +276,11 @@ class _LineFeed:
         self._next_line = next_line
         self.record_lines: list[tuple[int, str]] = []
         self.record_start = 0
+        self.record_chars = 0
 
     def start_record(self) -> None:
         self.record_lines = []
+        self.record_chars = 0
 
     def __iter__(self) -> _LineFeed:
         return self
@@ -221,7 +293,9 @@ class _LineFeed:
         if not lines:
             self.record_start = item[0]
         lines.append(item)
-        if len(lines) > MAX_RECORD_LINES or len(item[1]) > MAX_LINE_CHARS:
+        self.record_chars += len(item[1])
+        if len(lines) > MAX_RECORD_LINES or len(item[1]) > MAX_LINE_CHARS or (
+                self.record_chars > MAX_RECORD_CHARS and len(lines) > 1):
             raise _RecordTooLong()
         return item[1]
 
@@ -235,6 +309,13 @@ def _check_width(row: SourceRow, width: int) -> SourceRow:
     if len(fields) > width and not any(f.strip() for f in fields[width:]):
         return SourceRow(row.line, fields[:width])
     return SourceRow(row.line, fields, Reason.RAGGED_ROW)
+
+
+def _replace_invalid(text: str) -> str:
+    """`text` with each byte that was not UTF-8 shown as U+FFFD (a lone surrogate cannot be stored)."""
+    if text.isascii() or not _INVALID_UTF8.search(text):
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _read_sample(stream: io.RawIOBase) -> bytes:
@@ -263,7 +344,12 @@ def detect_encoding(sample: bytes) -> str:
         text = codecs.getincrementaldecoder("utf-8-sig")().decode(sample, final=False)
         encoding = "utf-8-sig"
     except UnicodeDecodeError:
-        text, encoding = sample.decode("latin-1"), "latin-1"
+        # A BOM says the file is UTF-8 with a broken line. Without one, a bad byte this early
+        # says a legacy (Latin-1) export: a few UTF-8-looking pairs before it prove nothing.
+        if sample.startswith(codecs.BOM_UTF8):
+            text, encoding = _decode_sample(sample, "utf-8-sig"), "utf-8-sig"
+        else:
+            text, encoding = sample.decode("latin-1"), "latin-1"
     if _looks_binary(text):
         raise UnreadableFile("the file is binary, not CSV text (too many control characters)")
     return encoding

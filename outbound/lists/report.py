@@ -1,5 +1,9 @@
 """The import report: counts as a dict, rejected rows as CSV.
 
+Every rejected row is counted by reason; the rows themselves are kept up to
+MAX_STORED_REJECTS_PER_REASON per reason (`rejects_stored` and `rejects_stored_per_reason` in the
+report say how many and the bound).
+
 The reject CSV has `line`, `reason`, then the file's own columns. It is opened in spreadsheets,
 and a cell starting with = + - or @ (or a tab or carriage return) would run there as a formula,
 so such cells are prefixed with a single quote. A phone `+44 20...` therefore reads `'+44 20...`:
@@ -15,6 +19,7 @@ from typing import TextIO
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from outbound.lists.limits import MAX_STORED_REJECTS_PER_REASON
 from outbound.models import ImportReject, ListImport
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
@@ -41,6 +46,8 @@ def import_summary(session: Session, import_id: int) -> dict:
         "finished_at": record.finished_at.isoformat() if record.finished_at else None,
         "accepted": record.accepted, "duplicates": record.duplicates, "rejected": record.rejected,
         "rejected_by_reason": dict(sorted((record.rejected_by_reason or {}).items())),
+        "rejects_stored": _count_rejects(session, import_id),
+        "rejects_stored_per_reason": MAX_STORED_REJECTS_PER_REASON,
     }
 
 
