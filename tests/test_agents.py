@@ -161,7 +161,9 @@ def test_api_agent_accepts_the_offer_sees_the_card_and_gives_a_disposition(clien
 
 def test_api_another_agents_transfer_is_not_found(client, engine, api_users):
     with Session(engine) as session:
-        attempt = add_attempt(session, add_campaign(session), "+12125550123", carrier_status="in-progress")
+        campaign = add_campaign(session)
+        campaign.owner_id = api_users.ids["manager"]
+        attempt = add_attempt(session, campaign, "+12125550123", carrier_status="in-progress")
         agents.add_agent(session, "agent", "client:agent", status="offline", actor="test", at=T0)
         agents.add_agent(session, "someone", "client:someone", status="available", actor="test", at=T0)
         transfers.begin_transfer(session, attempt_id=attempt.id, at=T0, public_url=PUBLIC)
@@ -223,3 +225,70 @@ def test_cli_transfer_list_and_show_with_the_card(outbound_env, cli_runner):
     shown = json.loads(out)
     assert code == 0 and shown["card"]["caller"]["phone"] == "+12125550123" and shown["callback_attempt_id"]
     assert cli(cli_runner, "transfer", "show", "999")[0] == 1
+
+
+def _transfer_in_campaign(session, name: str, owner_id: int, phone: str) -> int:
+    campaign = add_campaign(session, name)
+    campaign.owner_id = owner_id
+    attempt = add_attempt(session, campaign, phone, carrier_status="in-progress")
+    transfers.begin_transfer(session, attempt_id=attempt.id, at=T0, public_url=PUBLIC)
+    session.commit()
+    return session.execute(select(Transfer.id).where(Transfer.attempt_id == attempt.id)).scalar_one()
+
+
+@pytest.fixture
+def two_managers_transfers(engine, api_users):
+    """Transfers in the campaigns of two managers: (other manager's headers, own id, other id)."""
+    other_id, other_headers = api_users.add("second-manager", "manager")
+    with Session(engine) as session:
+        agents.add_agent(session, "agent", "client:agent", status="available", actor="test", at=T0)
+        agents.add_agent(session, "agent2", "client:agent2", status="available", actor="test", at=T0)
+        mine = _transfer_in_campaign(session, "Mine", api_users.ids["manager"], "+12125550123")
+        theirs = _transfer_in_campaign(session, "Theirs", other_id, "+12125550124")
+    return other_headers, mine, theirs
+
+
+def test_api_a_manager_sees_and_acts_on_the_transfers_of_their_own_campaigns_only(client, api_users,
+                                                                                 two_managers_transfers):
+    _other, mine, theirs = two_managers_transfers
+    manager = api_users.headers("manager")
+    assert [t["id"] for t in client.get("/v1/transfers", headers=manager).json()] == [mine]
+    assert client.get(f"/v1/transfers/{theirs}", headers=manager).status_code == 404
+    assert client.get(f"/v1/transfers/{theirs}/card", headers=manager).status_code == 404
+    assert client.post(f"/v1/transfers/{theirs}/disposition", json={"disposition": "sale"},
+                       headers=manager).status_code == 404
+    assert client.post(f"/v1/transfers/{theirs}/decline", headers=manager).status_code == 404
+    assert client.get(f"/v1/transfers/{mine}/card", headers=manager).status_code == 200
+    # Compliance reads every transfer.
+    assert sorted(t["id"] for t in client.get("/v1/transfers", headers=api_users.headers("compliance")).json()) == \
+        sorted([mine, theirs])
+    assert client.get(f"/v1/transfers/{theirs}/card", headers=api_users.headers("compliance")).status_code == 200
+
+
+def test_api_a_managers_event_feed_holds_only_their_campaigns_transfers(client, api_users, two_managers_transfers):
+    _other, mine, theirs = two_managers_transfers
+    events = client.get("/v1/transfers/events?since=0", headers=api_users.headers("manager")).json()
+    assert {e["transfer_id"] for e in events} == {mine}
+    everything = client.get("/v1/transfers/events?since=0", headers=api_users.headers("compliance")).json()
+    assert {e["transfer_id"] for e in everything} >= {mine, theirs}
+
+
+def test_api_a_managers_event_stream_skips_other_managers_transfers(client, api_users, two_managers_transfers):
+    import asyncio
+
+    from outbound.users import CurrentUser
+
+    _other, mine, theirs = two_managers_transfers
+    broadcaster = transfer_events.TransferBroadcaster()
+    manager = CurrentUser(id=api_users.ids["manager"], name="manager", role="manager")
+
+    async def first_event() -> str:
+        response = await transfer_routes.get_stream(manager, broadcaster)
+        broadcaster.publish("offer", theirs)
+        broadcaster.publish("offer", mine)
+        chunk = await response.body_iterator.__anext__()
+        await response.body_iterator.aclose()
+        return chunk
+
+    chunk = asyncio.run(first_event())
+    assert f'"transfer_id": {mine}' in chunk

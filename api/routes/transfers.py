@@ -3,7 +3,8 @@ decline and disposition, the push feed of offers for consoles, and per campaign 
 abandonment rate and the transfer policy. Thin: the work is `outbound.transfers`.
 
 Roles: an agent sees and acts on the transfers offered to them (their user name is the agent's
-name); a manager on any; compliance reads. The feed: `GET /v1/transfers/events?since=N` (JSON,
+name); a manager on those of the campaigns they own (another manager's transfer, its context card
+and its events answer as if they did not exist); compliance reads all. The feed: `GET /v1/transfers/events?since=N` (JSON,
 for polling) and `GET /v1/transfers/stream` (server-sent events, one `data:` line of JSON per
 event, `: keep-alive` comments in between).
 """
@@ -24,9 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import CampaignReader, ManagerUser, user_with
 from api.database import NowDep, SessionDep
 from api.path_params import RowId
-from api.scoping import visible_campaign
+from api.scoping import owner_scope, visible_campaign
 from outbound import abandonment, transfer_events, transfers
 from outbound.agent_tables import Agent, Transfer
+from outbound.models import Campaign
 from outbound.db import get_engine, session_scope
 from outbound.users import CurrentUser
 
@@ -76,10 +78,30 @@ def _own_agent(session: Session, user: CurrentUser) -> Agent | None:
 
 def _visible_transfer(session: Session, user: CurrentUser, transfer_id: int) -> Transfer:
     transfer = session.get(Transfer, transfer_id)
-    own = _own_agent(session, user)
-    if transfer is None or (own is not None and transfer.agent_id != own.id):
+    if transfer is None or not _owned_transfer_ids(session, user, [transfer_id]):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no transfer {transfer_id}")
     return transfer
+
+
+def _scoped(session: Session, user: CurrentUser, statement):
+    """`statement` over transfers, narrowed to what `user` may see: an agent the transfers offered
+    to them, a manager those of their own campaigns, compliance every one."""
+    own = _own_agent(session, user)
+    if own is not None:
+        return statement.where(Transfer.agent_id == own.id)
+    scope = owner_scope(user)
+    if scope is not None:
+        statement = (statement.join(Campaign, Campaign.id == Transfer.campaign_id)
+                     .where(Campaign.owner_id == scope))
+    return statement
+
+
+def _owned_transfer_ids(session: Session, user: CurrentUser, transfer_ids) -> set[int]:
+    """Those of `transfer_ids` this user may see."""
+    ids = set(transfer_ids)
+    if not ids:
+        return set()
+    return set(session.execute(_scoped(session, user, select(Transfer.id).where(Transfer.id.in_(ids)))).scalars())
 
 
 def _acting_agent(session: Session, user: CurrentUser, transfer: Transfer) -> Agent:
@@ -92,10 +114,7 @@ def _acting_agent(session: Session, user: CurrentUser, transfer: Transfer) -> Ag
 @router.get("/transfers")
 def get_transfers(session: SessionDep, user: TransferReader, state: str | None = None,
                   limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
-    statement = select(Transfer).order_by(Transfer.id.desc()).limit(limit)
-    own = _own_agent(session, user)
-    if own is not None:
-        statement = statement.where(Transfer.agent_id == own.id)
+    statement = _scoped(session, user, select(Transfer).order_by(Transfer.id.desc()).limit(limit))
     if state:
         statement = statement.where(Transfer.state == state)
     return [transfers.transfer_dict(t) for t in session.execute(statement).scalars()]
@@ -105,13 +124,25 @@ def get_transfers(session: SessionDep, user: TransferReader, state: str | None =
 def get_events(user: TransferReader, session: SessionDep, broadcaster: BroadcasterDep,
                since: int = Query(0, ge=0)) -> list[dict[str, Any]]:
     own = _own_agent(session, user)
-    return [event.as_dict() for event in broadcaster.since(since, own.id if own else None)]
+    events = broadcaster.since(since, own.id if own else None)
+    if owner_scope(user) is not None:
+        visible = _owned_transfer_ids(session, user, {event.transfer_id for event in events})
+        events = [event for event in events if event.transfer_id in visible]
+    return [event.as_dict() for event in events]
 
 
 @router.get("/transfers/stream")
 async def get_stream(user: TransferReader, broadcaster: BroadcasterDep) -> StreamingResponse:
     agent_id = await run_in_threadpool(_agent_id_of, user)
     subscription = broadcaster.subscribe(agent_id)
+    seen: dict[int, bool] = {}        # transfer id -> whether this manager may see it
+
+    async def visible(event: transfer_events.TransferEvent) -> bool:
+        if owner_scope(user) is None:
+            return True
+        if event.transfer_id not in seen:
+            seen[event.transfer_id] = await run_in_threadpool(_may_see, user, event.transfer_id)
+        return seen[event.transfer_id]
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -119,6 +150,8 @@ async def get_stream(user: TransferReader, broadcaster: BroadcasterDep) -> Strea
                 event = await asyncio.to_thread(subscription.get, KEEP_ALIVE_SECONDS)
                 if event is None:
                     yield ": keep-alive\n\n"
+                    continue
+                if not await visible(event):
                     continue
                 yield f"id: {event.seq}\nevent: {event.kind}\ndata: {json.dumps(event.as_dict())}\n\n"
         finally:
@@ -132,6 +165,11 @@ def _agent_id_of(user: CurrentUser) -> int | None:
     with session_scope(get_engine()) as session:
         own = _own_agent(session, user)
         return own.id if own else None
+
+
+def _may_see(user: CurrentUser, transfer_id: int) -> bool:
+    with session_scope(get_engine()) as session:
+        return bool(_owned_transfer_ids(session, user, [transfer_id]))
 
 
 @router.get("/transfers/{transfer_id}")
