@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session
 from consent import dnc
 from consent.ledger_io import (
     BusinessRelationshipIn, ConsentIn, LoadedFile, RevocationIn, RevocationVia, RowError, e164_or_none,
+    same_seller, seller_key,
 )
 from consent.row_digest import stored_digests
-    same_seller, seller_key,
 from consent.tables import BusinessRelationship, ConsentRecord, Revocation
 from consent.types import Channel, ConsentGrant, ConsentKind, ConsentNeed, Purpose, RevocationFact
 
@@ -128,8 +128,6 @@ def _audited_evidence(evidence: dict) -> dict:
     return {name: value for name, value in evidence.items() if name != "disclosure_text"}
 
 
-def add_consent(session: Session, record_in: ConsentIn, *, actor: str, at: datetime,
-                audit: Audit) -> Recorded[ConsentRecord]:
 def _require_provable(record_in: ConsentIn) -> None:
     """ConsentIn checks both on input; a record built without validation must not slip past."""
     if seller_key(record_in.seller) is None:
@@ -140,15 +138,17 @@ def _require_provable(record_in: ConsentIn) -> None:
                           "source, page_url, ...)")
 
 
+def add_consent(session: Session, record_in: ConsentIn, *, actor: str, at: datetime,
+                audit: Audit) -> Recorded[ConsentRecord]:
     """Store one consent and link it into its scope's supersession chain.
 
     Re-sending a record identical to one on file (same scope, kind, times, brand, evidence)
     stores nothing and returns the existing row, so importing a file twice is harmless.
     """
     _require_aware("at", at)
+    _require_provable(record_in)
     channels, purposes = _join_channels(record_in.channels), _join_purposes(record_in.purposes)
     chain = _scope_chain(session, record_in.phone, record_in.seller, channels, purposes)
-    _require_provable(record_in)
     for existing in chain:
         if _same_grant(existing, record_in):
             return Recorded(existing, False)
@@ -466,6 +466,7 @@ class Reliance:
     def as_dict(self) -> dict[str, Any]:
         grant = self.grant
         return {"channel": self.channel.value, "purpose": self.purpose.value, "need": self.need.value,
+                "seller": grant.seller if grant else None,
                 "evidence": grant.evidence if grant else None,
                 "kind": grant.kind.value if grant else None,
                 "granted_at": _iso(grant.granted_at) if grant else None,
@@ -480,7 +481,6 @@ def _satisfies(kind: ConsentKind, need: ConsentNeed) -> bool:
 def _revoking(grant: ConsentGrant, channel: Channel, revocations: Iterable[RevocationFact],
               at: datetime) -> RevocationFact | None:
     """The latest revocation of `channel` received at or after the grant and at or before `at`."""
-                "seller": grant.seller if grant else None,
     hits = [r for r in revocations if channel in r.channels and grant.granted_at <= r.at <= at]
     return max(hits, key=lambda r: r.at, default=None)
 
@@ -612,21 +612,6 @@ def history(session: Session, phone: str) -> list[HistoryEvent]:
     return sorted(events, key=lambda e: (e.at, _EVENT_ORDER[e.event], e.recorded_at, e.record))
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerView:
-    phone: str
-    at: datetime
-    events: tuple[HistoryEvent, ...]
-    reliance: tuple[Reliance, ...]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"phone": self.phone, "at": _iso(self.at), "seller": self.seller,
-                "history": [event.as_dict() for event in self.events],
-                "relied_on": [reliance.as_dict() for reliance in self.reliance],
-                "consents": [standing.as_dict() for standing in self.consents]}
-
-
-def ledger_view(session: Session, phone: str, at: datetime, *, channels: Sequence[Channel] = tuple(Channel),
 # --- whether each consent is in force -----------------------------------------------------------
 
 CONSENT_STATUSES = ("active", "not_yet_granted", "expired", "revoked", "superseded")
@@ -695,6 +680,23 @@ def consent_standings(consents: Iterable[ConsentRecord], revocations: Iterable[R
 
 # --- the view of one phone ----------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class LedgerView:
+    phone: str
+    at: datetime
+    events: tuple[HistoryEvent, ...]
+    reliance: tuple[Reliance, ...]
+    consents: tuple[ConsentStanding, ...] = ()
+    seller: str | None = None            # the seller the view was narrowed to, if any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"phone": self.phone, "at": _iso(self.at), "seller": self.seller,
+                "history": [event.as_dict() for event in self.events],
+                "relied_on": [reliance.as_dict() for reliance in self.reliance],
+                "consents": [standing.as_dict() for standing in self.consents]}
+
+
+def ledger_view(session: Session, phone: str, at: datetime, *, channels: Sequence[Channel] = tuple(Channel),
                 purposes: Sequence[Purpose] = tuple(Purpose), seller: str | None = None) -> LedgerView:
     """The history of a phone, each consent's standing and, per channel and purpose, the record
     the gate would rely on at `at`. Given a seller, consents are only that seller's: what the gate
@@ -703,8 +705,6 @@ def consent_standings(consents: Iterable[ConsentRecord], revocations: Iterable[R
     facts = facts_for(session, e164, at)
     grants = facts.consents if seller is None else of_seller(facts.consents, seller)
     reliance = tuple(relied_on(grants, facts.revocations, channel, purpose, NEED_BY_PURPOSE[Purpose(purpose)], at)
-    consents: tuple[ConsentStanding, ...] = ()
-    seller: str | None = None            # the seller the view was narrowed to, if any
                      for channel in channels for purpose in purposes)
     records_on_file = [record for record in _rows(session, ConsentRecord, e164)
                        if seller is None or same_seller(record.seller, seller)]
