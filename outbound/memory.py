@@ -109,15 +109,26 @@ def schedule_callback(session: Session, attempt: Attempt, due_at: datetime, *, a
 
 # --- reading ---------------------------------------------------------------------------------------
 
-def conversation_of(session: Session, phone: str) -> dict[str, Any]:
-    """Every turn and fact stored for `phone` (E.164), across campaigns, oldest first."""
-    turns = session.execute(select(ConversationTurn, Attempt.campaign_id)
-                            .join(Attempt, Attempt.id == ConversationTurn.attempt_id)
-                            .where(ConversationTurn.phone == phone)
-                            .order_by(ConversationTurn.at, ConversationTurn.attempt_id, ConversationTurn.turn_no)).all()
-    facts = session.execute(select(ConversationFact).where(ConversationFact.phone == phone)
-                            .order_by(ConversationFact.at, ConversationFact.id)).scalars().all()
-    names = dict(session.execute(select(Campaign.id, Campaign.name)).all())
+def conversation_of(session: Session, phone: str, *, owner_id: int | None = None) -> dict[str, Any]:
+    """Every turn and fact stored for `phone` (E.164), oldest first: across every campaign, or
+    (`owner_id`) only those of the campaigns that user owns. Scoped by campaign, not by phone: a
+    manager who imports another campaign's number into their own reads what their own calls
+    heard, never what another campaign's did."""
+    turns = (select(ConversationTurn, Attempt.campaign_id)
+             .join(Attempt, Attempt.id == ConversationTurn.attempt_id)
+             .where(ConversationTurn.phone == phone)
+             .order_by(ConversationTurn.at, ConversationTurn.attempt_id, ConversationTurn.turn_no))
+    facts = (select(ConversationFact).where(ConversationFact.phone == phone)
+             .order_by(ConversationFact.at, ConversationFact.id))
+    campaigns = select(Campaign.id, Campaign.name)
+    if owner_id is not None:
+        owned = select(Campaign.id).where(Campaign.owner_id == owner_id)
+        turns = turns.where(Attempt.campaign_id.in_(owned))
+        facts = facts.where(ConversationFact.campaign_id.in_(owned))
+        campaigns = campaigns.where(Campaign.owner_id == owner_id)
+    turns = session.execute(turns).all()
+    facts = session.execute(facts).scalars().all()
+    names = dict(session.execute(campaigns).all())
     return {
         "phone": phone,
         "turns": [{"attempt_id": turn.attempt_id, "campaign": names.get(campaign_id), "turn": turn.turn_no,
@@ -129,9 +140,10 @@ def conversation_of(session: Session, phone: str) -> dict[str, Any]:
     }
 
 
-def read_conversation(session: Session, phone: str, *, actor: str, at: datetime) -> dict[str, Any]:
+def read_conversation(session: Session, phone: str, *, actor: str, at: datetime,
+                      owner_id: int | None = None) -> dict[str, Any]:
     """`conversation_of`, audited as read by `actor` (transcripts are personal data)."""
-    conversation = conversation_of(session, phone)
+    conversation = conversation_of(session, phone, owner_id=owner_id)
     audit.append(session, actor=actor, action="conversation.read", subject=phone, at=at,
                  payload={"turns": len(conversation["turns"]), "facts": len(conversation["facts"])})
     return conversation

@@ -16,7 +16,7 @@ from api.app import create_app
 from outbound.cli import app as cli
 from outbound.db import get_engine
 from outbound.models import AuditEvent, Campaign
-from tests.report_support import add_campaign, add_decision, reason
+from tests.report_support import T0, add_campaign, add_decision, reason
 
 
 @pytest.fixture
@@ -281,3 +281,31 @@ def test_consent_import_upload_loads_good_rows_and_reports_bad_ones(client, as_r
     summary = response.json()
     assert summary["rejected"] == 1 and sum(summary["loaded"].values()) == 1
     assert actors_of("consent.granted") == ["compliance"]
+
+
+def test_a_manager_who_imports_another_campaigns_phone_reads_only_their_own_campaigns_conversations(
+        client, as_role, two_managers_campaigns):
+    from outbound.memory_tables import ConversationFact, ConversationTurn
+    from outbound.models import Attempt, Campaign, Contact
+
+    other = two_managers_campaigns["other"]
+    with Session(get_engine()) as session:
+        mine = session.get(Campaign, two_managers_campaigns["mine"])
+        attempt = session.scalars(select(Attempt).where(Attempt.campaign_id == mine.id)).one()
+        session.add(ConversationTurn(attempt_id=attempt.id, contact_id=attempt.contact_id, phone="+12125550123",
+                                     turn_no=1, heard="my account number is 1234", said="thanks", at=T0))
+        session.add(ConversationFact(contact_id=attempt.contact_id, phone="+12125550123", campaign_id=mine.id,
+                                     attempt_id=attempt.id, kind="not_interested", value="yes", at=T0))
+        # The other manager puts the same phone into their own campaign.
+        theirs = session.get(Campaign, two_managers_campaigns["theirs"])
+        session.add(Contact(campaign_id=theirs.id, e164="+12125550123", phone_raw="2125550123", created_at=T0))
+        session.commit()
+    seen = client.get("/v1/contacts/2125550123/conversation", headers=other)
+    assert seen.status_code == 200
+    assert (seen.json()["turns"], seen.json()["facts"]) == ([], [])
+    assert "1234" not in seen.text
+    owner = client.get("/v1/contacts/2125550123/conversation", headers=as_role("manager")).json()
+    assert [t["heard"] for t in owner["turns"]] == ["my account number is 1234"]
+    assert [f["kind"] for f in owner["facts"]] == ["not_interested"]
+    everything = client.get("/v1/contacts/2125550123/conversation", headers=as_role("compliance")).json()
+    assert len(everything["turns"]) == 1 and len(everything["facts"]) == 1

@@ -1,4 +1,7 @@
-"""GET /v1/contacts/{phone}/conversation: a contact's transcripts and memory (audited read)."""
+"""GET /v1/contacts/{phone}/conversation: a contact's transcripts and memory (audited read).
+
+Compliance reads every campaign's; a manager only the turns and facts of their own campaigns'
+calls, whoever else has called the same phone."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +10,7 @@ from fastapi import APIRouter, HTTPException
 
 from api.auth import CampaignReader
 from api.database import NowDep, SessionDep
-from api.scoping import phone_visible
+from api.scoping import owner_scope, phone_visible
 from consent import records
 from outbound.memory import read_conversation
 
@@ -25,4 +28,4 @@ def get_conversation(phone: str, session: SessionDep, now: NowDep, user: Campaig
         # A manager sees the phones of their own campaigns only; others answer as unknown.
         raise HTTPException(404, detail=f"no contact {e164} in your campaigns")
     # Transcripts are personal data: the read itself is audited, with who read it.
-    return read_conversation(session, e164, actor=user.name, at=now)
+    return read_conversation(session, e164, actor=user.name, at=now, owner_id=owner_scope(user))
