@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from freezegun import freeze_time
 from sqlalchemy import text
 
 from outbound.cli import app
@@ -34,3 +35,22 @@ def test_simulate_defers_by_the_rules_and_stores_nothing(cli_runner, outbound_en
     with get_engine().connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM decisions")).scalar_one() == 0
         assert connection.execute(text("SELECT count(*) FROM attempts")).scalar_one() == 0
+
+
+def test_simulate_starts_now_when_no_start_is_given(cli_runner, outbound_env, tmp_path):
+    (tmp_path / "list.csv").write_text(CONTACTS)
+    created = cli_runner.invoke(app, ["campaign", "create", "now", "--channel", "voice", "--purpose", "informational",
+                                      "--voice", "live", "--caller-id", "+12125550100"])
+    assert created.exit_code == 0, created.output
+    assert cli_runner.invoke(app, ["import", "contacts", str(tmp_path / "list.csv"), "--campaign", "now"]).exit_code == 0
+    with freeze_time("2026-12-04T17:30:42Z"):
+        result = cli_runner.invoke(app, ["simulate", "now", "--days", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["start"].startswith("2026-12-04T17:30:00")     # now, to the minute
+
+
+def test_simulate_refuses_a_start_without_a_zone(cli_runner, outbound_env):
+    result = cli_runner.invoke(app, ["simulate", "any", "--start", "2026-12-04T17:30:00"])
+    assert result.exit_code == 2
+    assert "not an ISO 8601 instant with a zone" in result.output
