@@ -160,6 +160,20 @@ def set_active(session: Session, user: User, active: bool, *, actor: str, at: da
     return user
 
 
+def reset_password(session: Session, user: User, password: str, *, actor: str, at: datetime) -> User:
+    """A new password (an admin's reset); the user's browser sessions end, since whoever held
+    the old password may hold one of them. Audited, without the password."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+    user.password_hash = hash_password(password)
+    session.add(user)
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    session.flush()
+    audit.append(session, actor=actor, action="user.password_reset", subject=f"user:{user.id}", at=at,
+                 payload={"name": user.name})
+    return user
+
+
 def user_dict(user: User) -> dict:
     return {"id": user.id, "name": user.name, "role": user.role, "active": user.active,
             "has_password": user.password_hash is not None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime, timezone
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,6 +17,8 @@ from api.app import create_app
 from outbound.cli import app as cli
 from outbound.db import get_engine
 from outbound.models import AuditEvent, Campaign
+from outbound.user_tables import User
+from outbound.users import create_token
 from tests.report_support import T0, add_campaign, add_decision, reason
 
 
@@ -36,20 +39,67 @@ def actors_of(action: str) -> list[str]:
 
 # --- users and tokens ---------------------------------------------------------------------------
 
-def test_an_admin_adds_a_user_whose_token_works_and_is_shown_once(client, as_role):
+def test_an_admin_adds_a_user_who_makes_their_own_token_shown_once(client, as_role):
     created = client.post("/v1/users", json={"name": "cora", "role": "compliance"}, headers=as_role("admin"))
     assert created.status_code == 201, created.text
     user_id = created.json()["id"]
-    token = client.post(f"/v1/users/{user_id}/tokens", json={"label": "laptop"}, headers=as_role("admin"))
-    assert token.status_code == 201
+    # The first token comes from the operator's CLI (`outbound token create cora`), audited too.
+    with Session(get_engine()) as session:
+        first = create_token(session, session.get(User, user_id), actor="cli:operator", at=T0).token
+        session.commit()
+    cora = {"Authorization": f"Bearer {first}"}
+    token = client.post(f"/v1/users/{user_id}/tokens", json={"label": "laptop"}, headers=cora)
+    assert token.status_code == 201, token.text
     secret = token.json()["token"]
     assert client.get("/v1/audit/verify", headers={"Authorization": f"Bearer {secret}"}).json()["ok"] is True
     listed = client.get("/v1/tokens", params={"user_id": user_id}, headers=as_role("admin"))
-    assert secret not in listed.text and listed.json()[0]["label"] == "laptop"
+    assert secret not in listed.text and [t["label"] for t in listed.json()] == ["", "laptop"]
     revoked = client.delete(f"/v1/tokens/{token.json()['id']}", headers=as_role("admin"))
     assert revoked.json()["revoked_at"] is not None
     assert client.get("/v1/audit/verify", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
     assert actors_of("user.created")[-1] == "admin" and actors_of("token.revoked") == ["admin"]
+    assert actors_of("token.created")[-2:] == ["cli:operator", "cora"]
+
+
+def test_an_admin_cannot_mint_a_token_for_another_role_and_nobody_for_someone_else(client, env_api_users):
+    ids, headers = env_api_users.ids, env_api_users.headers
+    before = len(actors_of("token.created"))
+    refused = client.post(f"/v1/users/{ids['compliance']}/tokens", json={}, headers=headers("admin"))
+    assert refused.status_code == 403 and "only for admins" in refused.json()["detail"]
+    for role in ("manager", "compliance", "agent"):
+        other = ids["admin"] if role != "manager" else ids["compliance"]
+        assert client.post(f"/v1/users/{other}/tokens", json={}, headers=headers(role)).status_code == 404
+    assert len(actors_of("token.created")) == before                 # nothing was made
+    own = client.post(f"/v1/users/{ids['manager']}/tokens", json={"label": "ci"}, headers=headers("manager"))
+    assert own.status_code == 201
+    second_admin = client.post("/v1/users", json={"name": "root2", "role": "admin"}, headers=headers("admin")).json()
+    assert client.post(f"/v1/users/{second_admin['id']}/tokens", json={}, headers=headers("admin")).status_code == 201
+    assert actors_of("token.created")[before:] == ["manager", "admin"]
+
+
+def test_an_admin_resets_a_password_the_users_sessions_end_and_it_is_audited(client, env_api_users):
+    from outbound.users import login, user_for_session
+
+    manager_id = env_api_users.ids["manager"]
+    with Session(get_engine()) as session:
+        old_session, _user = login(session, "manager", "an old password", at=T0) or (None, None)
+    assert old_session is None                                      # token-only user so far
+    short = client.post(f"/v1/users/{manager_id}/password", json={"password": "short"},
+                        headers=env_api_users.headers("admin"))
+    assert short.status_code == 422
+    reset = client.post(f"/v1/users/{manager_id}/password", json={"password": "a new passphrase"},
+                        headers=env_api_users.headers("admin"))
+    assert reset.status_code == 200 and reset.json()["has_password"] is True
+    with Session(get_engine()) as session:
+        signed_in, _user = login(session, "manager", "a new passphrase", at=datetime.now(timezone.utc))
+        session.commit()
+    assert client.post(f"/v1/users/{manager_id}/password", json={"password": "another passphrase"},
+                       headers=env_api_users.headers("admin")).status_code == 200
+    with Session(get_engine()) as session:
+        assert user_for_session(session, signed_in, at=datetime.now(timezone.utc)) is None
+    assert actors_of("user.password_reset") == ["admin", "admin"]
+    assert client.post(f"/v1/users/{manager_id}/password", json={"password": "x" * 12},
+                       headers=env_api_users.headers("manager")).status_code == 403
 
 
 @pytest.mark.parametrize("body,status,message", [

@@ -99,7 +99,8 @@ EXPECTED = {
     "POST /v1/users/{user_id}/activate": ADMIN,
     "POST /v1/users/{user_id}/deactivate": ADMIN,
     "GET /v1/tokens": ADMIN,
-    "POST /v1/users/{user_id}/tokens": ADMIN,
+    "POST /v1/users/{user_id}/tokens": M | C | A | ADMIN,     # one's own (an admin: an admin's); the route checks
+    "POST /v1/users/{user_id}/password": ADMIN,
     "DELETE /v1/tokens/{token_id}": ADMIN,
     "PUT /v1/campaigns/{campaign_id}/owner": ADMIN,
 }
