@@ -1,6 +1,7 @@
 """The FastAPI application: REST under /v1, the Twilio webhooks and the pages."""
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from api.auth_before_body import AuthenticateBeforeBody
+from api.database_busy import register_database_busy
 from api.upload_limit import UploadLimit
 from api.validation_errors import request_validation_error
 
@@ -50,7 +52,15 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # ORM's mappers) lives as long as the process. Frozen, a full collection no longer walks it:
     # those walks were most of the webhooks' p99 (bench/bench_webhooks.py: 61-90 ms, then 21 ms).
     gc.freeze()
-    yield
+    # Opt-outs journaled while the database could not take them are stored at start and then
+    # every few seconds, here as in the worker (whichever runs first stores each once).
+    from api.routes.webhooks import apply_opt_out_journal_forever
+
+    journal_job = asyncio.create_task(apply_opt_out_journal_forever())
+    try:
+        yield
+    finally:
+        journal_job.cancel()
 
 
 def create_app() -> FastAPI:
@@ -58,6 +68,8 @@ def create_app() -> FastAPI:
                   description="Outbound campaigns behind a deterministic compliance gate.")
     # FastAPI's own 422 handler echoes the input and fails (500) on lone surrogates.
     app.add_exception_handler(RequestValidationError, request_validation_error)
+    # Another writer's lock past the busy timeout: 503 with Retry-After, never a 500.
+    register_database_busy(app)
     app.add_middleware(UploadLimit)
     # Outermost: an anonymous or wrong-role write is refused before its size is even considered.
     app.add_middleware(AuthenticateBeforeBody)

@@ -148,13 +148,27 @@ def reply_from(params: dict[str, str]) -> Reply:
 
 
 def _revoke(session: Session, attempt: Attempt, contact: Contact, reply: Reply, at: datetime) -> None:
-    via = RevocationVia.KEYPRESS if reply.digits and not reply.speech else RevocationVia.SPOKEN
+    revoke_heard(session, attempt.id, contact.e164, attempt.carrier_id, reply, at, at)
+
+
+def opt_out_via(reply: Reply) -> RevocationVia:
+    """How a reply heard on a call opted out: keys alone are a keypress, anything said is spoken."""
+    return RevocationVia.KEYPRESS if reply.digits and not reply.speech else RevocationVia.SPOKEN
+
+
+def revoke_heard(session: Session, attempt_id: int, phone: str, call_sid: str | None, reply: Reply,
+                 received_at: datetime, at: datetime) -> int:
+    """Store the opt-out heard on a call (revocation, internal list, audit) and commit; the
+    revocation's id. `received_at` is when it was heard: earlier than `at` when it waited in
+    `outbound.opt_out_journal` for the database."""
+    via = opt_out_via(reply)
     what = f"pressed {reply.digits}" if via is RevocationVia.KEYPRESS else f"said {reply.speech[:300]!r}"
-    stored = records.revoke(session, contact.e164, {Channel.VOICE, Channel.SMS}, via, at, actor=ACTOR, at=at,
-                            audit=audit.append, note=f"call {attempt.carrier_id}: {what}")
-    audit.append(session, actor=ACTOR, action="conversation.opt_out", subject=contact.e164, at=at,
-                 payload={"attempt_id": attempt.id, "via": via.value, "revocation_id": stored.row.id})
+    stored = records.revoke(session, phone, {Channel.VOICE, Channel.SMS}, via, received_at, actor=ACTOR, at=at,
+                            audit=audit.append, note=f"call {call_sid}: {what}")
+    audit.append(session, actor=ACTOR, action="conversation.opt_out", subject=phone, at=at,
+                 payload={"attempt_id": attempt_id, "via": via.value, "revocation_id": stored.row.id})
     session.commit()
+    return stored.row.id
 
 
 def _apply_learned(session: Session, attempt: Attempt, contact: Contact, step: Step, reply: Reply,

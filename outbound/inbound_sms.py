@@ -59,7 +59,10 @@ class SmsProgram:
     sender: str | None           # the number replies are sent from
 
 
-def handle_inbound_sms(session: Session, params: dict[str, str], at: datetime, adapter) -> WebhookResult:
+def handle_inbound_sms(session: Session, params: dict[str, str], at: datetime, adapter, *,
+                       received_at: datetime | None = None) -> WebhookResult:
+    """Handle one inbound text recorded at `at`. `received_at` (default `at`): when the carrier
+    delivered it, earlier for an opt-out applied from `outbound.opt_out_journal`."""
     message_sid = required(params, "MessageSid")
     raw_from = required(params, "From")
     previous = stored_result(session, message_sid, INBOUND_KEY)
@@ -75,7 +78,7 @@ def handle_inbound_sms(session: Session, params: dict[str, str], at: datetime, a
                                  f"From {raw_from!r} is not a NANP number: a person must act on it")
     program = sms_program(session, phone, params.get("To"))
     if verdict.intent is Intent.OPT_OUT:
-        return _opt_out(session, base, verdict, phone, program, params, at, adapter)
+        return _opt_out(session, base, verdict, phone, program, params, at, adapter, received_at or at)
     if verdict.intent is Intent.OTHER:
         return _store_for_review(session, base, params, at, phone, "stored for review")
     if not claim_event(session, message_sid, INBOUND_KEY, attempt_id=None, params=params, at=at,
@@ -93,9 +96,10 @@ def handle_inbound_sms(session: Session, params: dict[str, str], at: datetime, a
 # --- opt-out ----------------------------------------------------------------------------------
 
 def _opt_out(session: Session, base: WebhookResult, verdict: Classification, phone: str,
-             program: SmsProgram, params: dict[str, str], at: datetime, adapter) -> WebhookResult:
+             program: SmsProgram, params: dict[str, str], at: datetime, adapter,
+             received_at: datetime) -> WebhookResult:
     body = params.get("Body", "")
-    stored = records.revoke(session, phone, {Channel.VOICE, Channel.SMS}, RevocationVia.SMS_STOP, at,
+    stored = records.revoke(session, phone, {Channel.VOICE, Channel.SMS}, RevocationVia.SMS_STOP, received_at,
                             actor=ACTOR, at=at, audit=audit.append,
                             note=f"sms {base.carrier_id}: {body[:300]!r} ({verdict.matched})")
     # revoke() has committed: the opt-out is on disk before any claim or reply.

@@ -20,8 +20,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from consent import dnc, records
-from consent.types import Channel, Facts, NationalDnc, PriorAttempt
+from consent.types import Channel, Facts, NationalDnc, PriorAttempt, RevocationFact
+from outbound import opt_out_journal
 from outbound.models import Attempt, Contact
+from outbound.settings import get_settings
 
 HISTORY_WINDOW = timedelta(hours=24)     # the longest cap period in the rule pack (FL, OK, MD)
 HISTORY_LOOKUP_BATCH = 500
@@ -39,13 +41,34 @@ def load_batch_facts(session: Session, phones: Sequence[str], at: datetime,
     ledger = records.facts_for_many(session, wanted, at)
     listings = dnc.sources_listing_many(session, wanted)
     history = dialed_history(session, wanted, at)
-    return {phone: Facts(**ledger[phone].fact_fields(),
+    journaled = journaled_revocations(wanted)
+    return {phone: Facts(**_with_journaled(ledger[phone].fact_fields(), journaled.get(phone, ())),
                          national_dnc=national_dnc(registry.national_fact(phone)),
                          state_dnc=tuple(sorted(listings[phone]["state"])),
-                         internal_dnc=bool(listings[phone]["internal"]),
+                         internal_dnc=bool(listings[phone]["internal"]) or phone in journaled,
                          litigator=bool(listings[phone]["litigator"]),
                          history=history.get(phone, ()))
             for phone in wanted}
+
+
+def journaled_revocations(phones: Sequence[str]) -> dict[str, tuple[RevocationFact, ...]]:
+    """Opt-outs received but still waiting in the journal for the database
+    (`outbound.opt_out_journal`), as the revocations and internal-list entries they will be
+    once stored: until then the gate blocks their numbers just as it will after. An unreadable
+    journal raises, and dispatch sends nothing from the batch."""
+    wanted = set(phones)
+    found: dict[str, list[RevocationFact]] = defaultdict(list)
+    for record in opt_out_journal.pending(get_settings().data_dir):
+        if record.phone in wanted:
+            found[record.phone].append(RevocationFact(at=record.received_at, via=record.via,
+                                                      channels=frozenset(Channel(c) for c in record.channels)))
+    return {phone: tuple(facts) for phone, facts in found.items()}
+
+
+def _with_journaled(fields: dict, journaled: tuple[RevocationFact, ...]) -> dict:
+    if not journaled:
+        return fields
+    return {**fields, "revocations": tuple(sorted(fields["revocations"] + journaled, key=lambda r: r.at))}
 
 
 def for_seller(facts: Facts, seller: str) -> Facts:

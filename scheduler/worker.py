@@ -6,9 +6,11 @@ missed tick costs nothing but time; `max_instances=1` keeps a slow tick from ove
 and `coalesce=True` turns a backlog of missed ticks into one.
 
     dispatch       every 2 s    claim, decide, store, dial
-    reaper         every 15 s   expired claims back to the queue; dialing attempts reconciled
+    reaper         every 15 s   expired claims back to the gate; sending/dialing attempts reconciled
     housekeeping   every 60 s   queued-call expiry; campaigns with nothing left are completed
     transfers      every 2 s    callers on hold past their wait: told, and a callback offered
+    opt-outs       every 5 s    opt-outs journaled while the database was unavailable are stored
+                                (`outbound.opt_out_journal`; at start too)
     window-openings  cron :00 :15 :30 :45   runs dispatch at once when windows open
 
 The clock is injectable so a simulation can run the worker on simulated time.
@@ -23,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import Engine
@@ -30,6 +33,8 @@ from sqlalchemy import Engine
 from consent.rules import RulePack, load_pack
 from outbound import transfers
 from outbound.db import session_scope
+from outbound.journaled_opt_outs import apply_journal
+from outbound.settings import get_settings
 from scheduler.claims import reap
 from scheduler.dispatch import DispatchConfig, dispatch_tick
 from scheduler.facts import NationalRegistry
@@ -55,6 +60,7 @@ class Intervals:
     reaper: float = 15.0
     housekeeping: float = 60.0
     transfers: float = 2.0
+    opt_outs: float = 5.0
 
 
 @dataclass
@@ -67,6 +73,7 @@ class Worker:
     worker_id: str = field(default_factory=default_worker_id)
     config: DispatchConfig = DispatchConfig()
     intervals: Intervals = field(default_factory=Intervals)
+    data_dir: Path | None = None          # where the opt-out journal is; default: the settings'
 
     # -- the jobs (each also callable on its own: tests and simulations drive them directly) --
 
@@ -85,7 +92,8 @@ class Worker:
         return report
 
     def reaper_tick(self):
-        return reap(self.engine, self.adapter, now=self.clock(), call_lease_seconds=self.config.call_lease_seconds)
+        return reap(self.engine, self.adapter, now=self.clock(), call_lease_seconds=self.config.call_lease_seconds,
+                    callback_window_seconds=self.config.callback_window_seconds)
 
     def housekeeping_tick(self):
         return housekeeping(self.engine, self.adapter, now=self.clock())
@@ -98,6 +106,12 @@ class Worker:
             return transfers.sweep(session, at=self.clock(), public_url=self.config.callbacks.base,
                                    adapter=self.adapter)
 
+    def opt_outs_tick(self) -> int:
+        """Store the opt-outs the webhooks journaled while the database could not take them
+        (each once; the confirmation text goes out through this worker's adapter)."""
+        data_dir = self.data_dir or get_settings().data_dir
+        return apply_journal(data_dir, self.engine, adapter=self.adapter, clock=self.clock)
+
     # -- the scheduler ---------------------------------------------------------------------------
 
     def build_scheduler(self) -> BlockingScheduler:
@@ -106,7 +120,8 @@ class Worker:
         for job_id, func, seconds in (("dispatch", self.dispatch_tick, self.intervals.dispatch),
                                       ("reaper", self.reaper_tick, self.intervals.reaper),
                                       ("housekeeping", self.housekeeping_tick, self.intervals.housekeeping),
-                                      ("transfers", self.transfers_tick, self.intervals.transfers)):
+                                      ("transfers", self.transfers_tick, self.intervals.transfers),
+                                      ("opt-outs", self.opt_outs_tick, self.intervals.opt_outs)):
             # next_run_time now: a restarted worker reaps and dispatches at once, not after a period.
             scheduler.add_job(func, "interval", seconds=seconds, id=job_id, replace_existing=True,
                               next_run_time=datetime.now(timezone.utc))

@@ -21,9 +21,9 @@ def test_the_jobs_have_fixed_ids_and_window_openings_run_on_the_quarter_hour(sql
     worker = Worker(engine=sqlite_engine, adapter=FakeAdapter(), registry=FakeRegistry())
     scheduler = worker.build_scheduler()
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"dispatch", "reaper", "housekeeping", "transfers", "window-openings"}
+    assert set(jobs) == {"dispatch", "reaper", "housekeeping", "transfers", "opt-outs", "window-openings"}
     assert all(isinstance(jobs[name].trigger, IntervalTrigger)
-               for name in ("dispatch", "reaper", "housekeeping", "transfers"))
+               for name in ("dispatch", "reaper", "housekeeping", "transfers", "opt-outs"))
     openings = jobs["window-openings"].trigger
     assert isinstance(openings, CronTrigger)
     after = datetime(2026, 3, 8, 6, 59, 59, tzinfo=timezone.utc)

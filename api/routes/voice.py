@@ -14,24 +14,38 @@ takes too; the TwiML is `telephony.twiml`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from sqlmodel import Session
+from twilio.twiml.voice_response import VoiceResponse
 
-from api.routes.webhooks import AdapterDep, ConfigDep, NowDep, _multi_params, require_signature
+from api.routes.webhooks import (
+    OPT_OUT_DB_WAIT_SECONDS, AdapterDep, ConfigDep, NowDep, _multi_params, require_signature,
+)
+from outbound import journaled_opt_outs, opt_out_journal
 from outbound.carrier_events import InvalidEvent, UnknownCall
 from outbound.conversation import UnknownAttempt, answer_call, on_gather
 from outbound.db import get_engine, session_scope
+from outbound.opt_out_journal import JournaledOptOut
 from outbound.scripts.model import Gather
+from outbound.settings import get_settings
 from outbound.voicemail import voicemail_for
 from telephony import twiml
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/v1/twilio", tags=["twilio voice"])
+
+# Said when a key 9 or a spoken stop is journaled but the database cannot be reached in time:
+# the campaign's seller is in the database, so "us".
+OPT_OUT_GOODBYE = "You will not get more calls from us. Thank you, goodbye."
 
 # SQLite has one writer: conversation turns are written by one thread per process, in arrival
 # order, rather than queueing in SQLite's busy handler. PostgreSQL takes them in parallel.
@@ -88,9 +102,56 @@ async def twilio_gather_reply(attempt_id: int, request: Request, config: ConfigD
     if turn < 1 or tries not in (0, 1):
         raise HTTPException(422, detail=f"turn must be >= 1 and tries 0 or 1, got turn={turn} tries={tries}")
     render = _renderer(config.public_url, adapter)
-    return _xml(await _in_session(lambda session: gather_reply(session, attempt_id, params, now, turn=turn,
-                                                               position=Gather(node=node, tries=tries),
-                                                               render=render, adapter=adapter)))
+
+    def work(session: Session) -> str:
+        return gather_reply(session, attempt_id, params, now, turn=turn, position=Gather(node=node, tries=tries),
+                            render=render, adapter=adapter)
+
+    record = journaled_opt_outs.call_record(attempt_id, params, now, turn)
+    if record is None or not await _journaled(record):
+        return _xml(await _in_session(work))
+    return await _opt_out_reply(record, work)
+
+
+async def _journaled(record: JournaledOptOut) -> bool:
+    """Key 9 or a spoken stop: on disk (fsync'd) before anything else. False when the journal
+    cannot be written: the normal path alone then runs, as it did before the journal."""
+    try:
+        await asyncio.to_thread(opt_out_journal.append, get_settings().data_dir, record)
+    except opt_out_journal.JournalError as error:
+        log.error("opt-out %s NOT journaled, trying the database alone: %s", record.key, error)
+        return False
+    return True
+
+
+async def _opt_out_reply(record: JournaledOptOut, work) -> Response:
+    """The conversation's answer to a journaled opt-out if the database gives it within
+    OPT_OUT_DB_WAIT_SECONDS; else a polite goodbye (the journal has the opt-out, and the worker
+    stores it once the database is free)."""
+    data_dir = get_settings().data_dir
+
+    def stored_and_marked(session: Session) -> str:
+        # Under the journal's lock, as every application is: no other process stores it meanwhile.
+        with opt_out_journal.exclusive(data_dir):
+            text = work(session)
+            if record.key not in opt_out_journal.applied_keys(data_dir):
+                opt_out_journal.mark_applied(data_dir, record.key, "answered by the conversation",
+                                             datetime.now(timezone.utc))
+            return text
+
+    try:
+        return _xml(await asyncio.wait_for(asyncio.shield(_in_session(stored_and_marked)), OPT_OUT_DB_WAIT_SECONDS))
+    except (TimeoutError, SQLAlchemyError, OSError) as error:
+        log.warning("opt-out %s journaled; the database did not store it now (%s): applied later",
+                    record.key, error or "timeout")
+        return _xml(opt_out_goodbye_twiml())
+
+
+def opt_out_goodbye_twiml() -> str:
+    response = VoiceResponse()
+    response.say(OPT_OUT_GOODBYE)
+    response.hangup()
+    return str(response)
 
 
 def gather_reply(session: Session, attempt_id: int, params: dict[str, str], at: datetime, **kwargs) -> str:

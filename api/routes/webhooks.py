@@ -25,8 +25,9 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Annotated, Any, NamedTuple
 from urllib.parse import parse_qsl
 
@@ -36,7 +37,9 @@ from starlette.datastructures import FormData
 
 from api.event_writer import EventWriter
 from outbound.carrier_events import KINDS, InvalidEvent, PendingEvent, UnknownCall, WebhookResult
+from outbound import journaled_opt_outs, opt_out_journal
 from outbound.db import get_engine
+from outbound.opt_out_journal import JournaledOptOut
 from outbound.settings import Settings, get_settings
 from telephony.adapter import Adapter
 from telephony.signatures import validate_twilio_request
@@ -122,6 +125,67 @@ async def _handle_off_loop(kind: str, params: dict[str, str], at: datetime,
     return await asyncio.wrap_future(future)
 
 
+# --- opt-outs: on disk before the answer, whatever the database is doing -----------------------
+
+# How long an opt-out's webhook waits for the database before answering anyway (the opt-out is
+# in the journal by then): well inside Twilio's 15 s webhook timeout.
+OPT_OUT_DB_WAIT_SECONDS = 2.0
+_opt_out_writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="opt-out")
+
+
+async def journal_and_store(record: JournaledOptOut | None, adapter: Adapter | None, now: datetime) -> bool:
+    """For an inbound opt-out: append it to the journal (fsync'd), then give the database
+    OPT_OUT_DB_WAIT_SECONDS to store it. True when the opt-out is durable, stored or not, and
+    the webhook may answer 2xx; False when this is no opt-out, or the journal could not be
+    written (the normal path then runs, and answers 500 if the database fails too)."""
+    if record is None:
+        return False
+    data_dir = get_settings().data_dir
+    try:
+        await asyncio.to_thread(opt_out_journal.append, data_dir, record)
+    except opt_out_journal.JournalError as error:
+        log.error("opt-out %s NOT journaled, trying the database alone: %s", record.key, error)
+        return False
+    # The engine is asked for in the thread: even making it touches the disk (SQLite's directory).
+    future = _opt_out_writer.submit(lambda: journaled_opt_outs.store_now(data_dir, get_engine(), record,
+                                                                         adapter=adapter, clock=lambda: now))
+    future.add_done_callback(partial(_log_late_failure, record.key))
+    try:
+        await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), OPT_OUT_DB_WAIT_SECONDS)
+    except TimeoutError:
+        log.warning("opt-out %s journaled; the database did not answer within %.1f s: applied later",
+                    record.key, OPT_OUT_DB_WAIT_SECONDS)
+    except Exception:                  # logged by the callback; the journal has it
+        pass
+    return True
+
+
+OPT_OUT_JOURNAL_SECONDS = 5.0
+
+
+async def apply_opt_out_journal_forever() -> None:
+    """The API process's share of applying the journal (the worker has its own job)."""
+    while True:
+        try:
+            await asyncio.to_thread(apply_opt_out_journal)
+        except Exception:               # the next run tries again; the records stay pending
+            log.exception("applying the opt-out journal failed")
+        await asyncio.sleep(OPT_OUT_JOURNAL_SECONDS)
+
+
+def apply_opt_out_journal() -> int:
+    """Store the pending journaled opt-outs now; confirmations go out through Twilio when configured."""
+    settings = get_settings()
+    adapter = _twilio_adapter(settings) if settings.telephony == "twilio" else None
+    return journaled_opt_outs.apply_journal(settings.data_dir, get_engine(), adapter=adapter)
+
+
+def _log_late_failure(key: str, future) -> None:
+    error = future.exception()
+    if error is not None:
+        log.warning("opt-out %s journaled, not yet in the database (applied later): %s", key, error)
+
+
 def _writer() -> EventWriter:
     global _event_writer
     if _event_writer is None:
@@ -180,6 +244,9 @@ def _receiver(kind: str):
         adapter = await _injected(request, get_reply_adapter) if kind in ADAPTER_KINDS else None
         # Parameters of the callback URL's query (e.g. a gather's turn) are signed too.
         params: dict[str, Any] = {**request.query_params, **dict(pairs)}
+        if kind == "sms-inbound" and await journal_and_store(journaled_opt_outs.sms_record(params, now),
+                                                             adapter, now):
+            return Response(EMPTY_TWIML, media_type="application/xml")
         try:
             result = await _handle_off_loop(kind, params, now, adapter)
         except UnknownCall as error:
