@@ -6,33 +6,98 @@ schema is current.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Table, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 from outbound import migrations
 from outbound.settings import get_settings
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 # A writer waits this long for another writer's lock before SQLite reports "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# `retry_on_busy` re-runs a whole write transaction that still found the lock taken, with a
+# growing pause, for at most this long (on top of each attempt's own busy timeout).
+WRITE_RETRY_SECONDS = 30.0
+# What the API's 503 tells a client to wait before trying again.
+BUSY_RETRY_AFTER_SECONDS = 5
 
 _engines: dict[str, Engine] = {}
 
 
-def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
+class DatabaseBusy(RuntimeError):
+    """Another writer held the database's write lock for longer than the bound: try again soon.
+    The API answers it 503 with Retry-After, the CLI with a clear message; never a crash."""
+
+    def __init__(self, waited_seconds: float | None = None) -> None:
+        waited = f" for {waited_seconds:.0f} s" if waited_seconds else ""
+        super().__init__(f"the database is busy: another process held its write lock{waited} (a large list "
+                         "import, a worker or a long command). Nothing was changed; try again in a few "
+                         "seconds. If this happens often, move to PostgreSQL (OUTBOUND_DATABASE_URL), "
+                         "which lets many writers work at once.")
+
+
+def is_database_busy(error: BaseException) -> bool:
+    """Whether `error` is another writer's lock (SQLite's SQLITE_BUSY/SQLITE_LOCKED, PostgreSQL's
+    lock timeout), as opposed to a fault that retrying cannot fix."""
+    if isinstance(error, DatabaseBusy):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    original = error.orig
+    code = getattr(original, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)                   # SQLITE_BUSY, SQLITE_LOCKED (and extended codes)
+    if getattr(original, "pgcode", None) == "55P03":    # lock_not_available (lock_timeout)
+        return True
+    message = str(original).lower()
+    return "database is locked" in message or "database table is locked" in message
+
+
+def retry_on_busy(write: Callable[[], T], *, what: str = "write", deadline_seconds: float = WRITE_RETRY_SECONDS,
+                  sleep: Callable[[float], None] = time.sleep,
+                  monotonic: Callable[[], float] = time.monotonic) -> T:
+    """Run `write` (one whole transaction: it opens, commits or rolls back its own session) and
+    run it again while it fails because another writer holds the lock, pausing 20 ms, 40 ms, ...
+    up to 1 s (with jitter, so two waiting writers do not collide again) until `deadline_seconds`
+    have passed; then raise DatabaseBusy. Any other error is raised at once."""
+    started = monotonic()
+    pause = 0.02
+    while True:
+        try:
+            return write()
+        except (OperationalError, DatabaseBusy) as error:
+            if not is_database_busy(error):
+                raise
+            waited = monotonic() - started
+            if waited + pause > deadline_seconds:
+                raise DatabaseBusy(waited) from error
+            log.warning("database busy during %s; retrying in %.2f s (waited %.1f s)", what, pause, waited)
+            sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, 1.0)
+
+
+def make_engine(url: str | URL, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+                **engine_kwargs: Any) -> Engine:
     """A new engine for `url`. SQLite: the file's directory is created, WAL (readers do not block
     the writer), foreign keys enforced, and a busy timeout so concurrent writers queue instead of
     failing. PostgreSQL: connections are checked before use, so a restarted server costs no error."""
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
-        return _make_sqlite_engine(url, **engine_kwargs)
+        return _make_sqlite_engine(url, sqlite_busy_timeout_ms, **engine_kwargs)
     if url.get_driver_name() == "psycopg2":
         # Batched UPDATEs (a dispatch batch moves hundreds of attempts): one round trip per page
         # instead of one per row.
@@ -40,7 +105,7 @@ def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **engine_kwargs)
 
 
-def _make_sqlite_engine(url: URL, **engine_kwargs: Any) -> Engine:
+def _make_sqlite_engine(url: URL, busy_timeout_ms: int, **engine_kwargs: Any) -> Engine:
     if _is_sqlite_file(url):
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, **engine_kwargs)
@@ -49,7 +114,7 @@ def _make_sqlite_engine(url: URL, **engine_kwargs: Any) -> Engine:
     def _configure_connection(dbapi_connection, _record) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if _is_sqlite_file(url):
                 cursor.execute("PRAGMA journal_mode = WAL")    # persistent: stored in the file

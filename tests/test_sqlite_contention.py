@@ -1,0 +1,131 @@
+"""SQLite under load: another writer holding the write lock never turns into a 500 or a crash.
+
+The lock is held by a real second connection (`BEGIN IMMEDIATE`), as a list import or a worker
+batch holds it, while the API or the worker writes.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import make_url
+from sqlalchemy.exc import OperationalError
+
+from outbound.db import DatabaseBusy, is_database_busy, make_engine, retry_on_busy
+
+BODY = {"name": "held", "channel": "sms", "purpose": "informational", "caller_id": "+12125550100",
+        "script": "Your appointment is tomorrow. Reply STOP to opt out.", "settings": {"cps": 1}}
+
+
+@contextmanager
+def write_lock_held(database: str, seconds: float):
+    """Another process's writer: takes SQLite's write lock at once and releases it after
+    `seconds` (in a thread, so the code under test runs meanwhile)."""
+    holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE IF NOT EXISTS lock_holder (x)")
+    holder.execute("INSERT INTO lock_holder VALUES (1)")
+    released = threading.Event()
+
+    def release() -> None:
+        time.sleep(seconds)
+        holder.execute("ROLLBACK")
+        released.set()
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    try:
+        yield released
+    finally:
+        thread.join()
+        holder.close()
+
+
+def _client(env_api_users, busy_timeout_ms: int) -> TestClient:
+    from api import database
+    from api.app import create_app
+    from outbound.db import get_engine
+
+    app = create_app()
+    engine = make_engine(get_engine().url, sqlite_busy_timeout_ms=busy_timeout_ms)
+    app.dependency_overrides[database.get_api_engine] = lambda: engine
+    return TestClient(app, headers=env_api_users.headers("manager"), raise_server_exceptions=False)
+
+
+def _database_file(env_api_users) -> str:
+    return make_url(str(env_api_users.engine.url)).database
+
+
+def test_post_campaign_waits_for_a_lock_released_within_the_bound_and_answers_201(env_api_users):
+    client = _client(env_api_users, busy_timeout_ms=5_000)
+    with write_lock_held(_database_file(env_api_users), seconds=1.0) as released:
+        started = time.monotonic()
+        response = client.post("/v1/campaigns", json=BODY)
+        assert released.is_set(), "the request must have waited for the lock"
+    assert response.status_code == 201, response.text
+    assert time.monotonic() - started >= 0.9
+
+
+def test_post_campaign_past_the_bound_answers_503_with_retry_after_never_500(env_api_users):
+    client = _client(env_api_users, busy_timeout_ms=300)
+    with write_lock_held(_database_file(env_api_users), seconds=2.0):
+        response = client.post("/v1/campaigns", json=BODY)
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "5"
+    detail = response.json()["detail"]
+    assert "database is busy" in detail and "try again" in detail and "PostgreSQL" in detail
+    assert "locked" not in detail.lower()
+    # Nothing was half stored: the same request succeeds once the lock is free.
+    assert client.post("/v1/campaigns", json=BODY).status_code == 201
+
+
+def test_retry_on_busy_runs_the_transaction_again_once_the_lock_is_free(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'busy.db'}", sqlite_busy_timeout_ms=50)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x)")
+    tries = []
+
+    def write():
+        tries.append(1)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+
+    with write_lock_held(str(tmp_path / "busy.db"), seconds=0.8):
+        retry_on_busy(write, what="test")
+    assert len(tries) > 1
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+
+
+def test_retry_on_busy_gives_up_after_its_bound_with_a_clear_error(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'busy.db'}", sqlite_busy_timeout_ms=50)
+
+    def write():
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (x)")
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+
+    with write_lock_held(str(tmp_path / "busy.db"), seconds=1.5):
+        started = time.monotonic()
+        with pytest.raises(DatabaseBusy, match="try again in a few seconds") as raised:
+            retry_on_busy(write, what="test", deadline_seconds=0.5)
+        assert time.monotonic() - started < 1.4
+    assert is_database_busy(raised.value.__cause__)
+
+
+def test_other_database_errors_are_not_retried(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    tries = []
+
+    def write():
+        tries.append(1)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO no_such_table VALUES (1)")
+
+    with pytest.raises(OperationalError, match="no such table"):
+        retry_on_busy(write)
+    assert tries == [1]
