@@ -131,11 +131,12 @@ def _is_sqlite_file(url: URL) -> bool:
 def get_engine(url: str | None = None) -> Engine:
     """The process's engine for `url` (default: the configured OUTBOUND_DATABASE_URL), one per
     URL so every caller shares its connection pool."""
+    settings = get_settings()
     if url is None:
-        url = get_settings().database_url
+        url = settings.database_url
     engine = _engines.get(url)
     if engine is None:
-        engine = _engines[url] = make_engine(url)
+        engine = _engines[url] = make_engine(url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     return engine
 
 

@@ -19,6 +19,8 @@ DEFAULT_TELEPHONY = "simulator"
 # 1 GiB: about 15 million rows of a typical list. Larger files are refused up front, with this
 # limit named, rather than half imported; split files import safely one after another.
 DEFAULT_MAX_LIST_BYTES = 1024 ** 3
+# How long an SQLite writer waits for another writer's lock before giving up (503 in the API).
+DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 class SettingsError(ValueError):
@@ -37,6 +39,7 @@ class Settings:
     max_list_bytes: int = DEFAULT_MAX_LIST_BYTES    # largest contact-list file or upload accepted
     audit_key: str | None = None                    # OUTBOUND_AUDIT_KEY: the audit chain's HMAC key
     audit_key_file: Path | None = None              # OUTBOUND_AUDIT_KEY_FILE; default data_dir/audit.key
+    sqlite_busy_timeout_ms: int = DEFAULT_SQLITE_BUSY_TIMEOUT_MS   # OUTBOUND_SQLITE_BUSY_TIMEOUT_MS
 
 
 def parse_env_file(text: str, source: str = ENV_FILE_NAME) -> dict[str, str]:
@@ -100,10 +103,12 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
                                      DEFAULT_MAX_LIST_BYTES),
         audit_key=get("OUTBOUND_AUDIT_KEY"),
         audit_key_file=Path(get("OUTBOUND_AUDIT_KEY_FILE")) if get("OUTBOUND_AUDIT_KEY_FILE") else None,
+        sqlite_busy_timeout_ms=_positive_int(get("OUTBOUND_SQLITE_BUSY_TIMEOUT_MS"), "OUTBOUND_SQLITE_BUSY_TIMEOUT_MS",
+                                             DEFAULT_SQLITE_BUSY_TIMEOUT_MS, unit="milliseconds"),
     )
 
 
-def _positive_int(raw: str | None, name: str, default: int) -> int:
+def _positive_int(raw: str | None, name: str, default: int, unit: str = "bytes") -> int:
     if raw is None:
         return default
     try:
@@ -111,7 +116,7 @@ def _positive_int(raw: str | None, name: str, default: int) -> int:
     except ValueError:
         value = 0
     if value <= 0:
-        raise SettingsError(f"{name}={raw!r}: expected a whole number of bytes above 0, e.g. {default}")
+        raise SettingsError(f"{name}={raw!r}: expected a whole number of {unit} above 0, e.g. {default}")
     return value
 
 

@@ -129,3 +129,25 @@ def test_other_database_errors_are_not_retried(tmp_path):
     with pytest.raises(OperationalError, match="no such table"):
         retry_on_busy(write)
     assert tries == [1]
+
+
+def test_cli_past_the_bound_prints_a_clear_error_and_exits_75(outbound_env, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from outbound.db import ensure_schema, get_engine
+
+    ensure_schema(get_engine())
+    database = make_url(str(get_engine().url)).database
+    outbound = Path(sys.executable).with_name("outbound")
+    env = {**os.environ, "OUTBOUND_SQLITE_BUSY_TIMEOUT_MS": "300"}
+    command = [str(outbound), "campaign", "create", "held", "--channel", "sms", "--purpose", "informational",
+               "--caller-id", "+12125550100", "--script", "Reply STOP to opt out."]
+    with write_lock_held(database, seconds=6.0):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 75, result.stderr
+    assert "database is busy" in result.stderr and "try again" in result.stderr
+    assert "Traceback" not in result.stderr and "locked" not in result.stderr.lower()
+    assert subprocess.run(command, env=env, capture_output=True, text=True, timeout=60).returncode == 0
