@@ -40,7 +40,8 @@ E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 HOURS = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})$")
 DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-OPEN_ATTEMPT_STATUSES = ("pending", "claimed", "dialing")
+# `sending`: marked just before the carrier request, until the carrier id is recorded.
+OPEN_ATTEMPT_STATUSES = ("pending", "claimed", "sending", "dialing")
 ACTOR_SYSTEM = "system"
 
 

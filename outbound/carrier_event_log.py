@@ -12,7 +12,7 @@ transaction, then finds the row and does nothing.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select, update
@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from outbound import audit
 from outbound.db import insert_ignoring_duplicates
-from outbound.models import Attempt, CarrierEvent
+from outbound.models import Attempt, CarrierEvent, Contact
 
 ACTOR = "carrier"          # the audit actor of every change a carrier event causes
 
@@ -161,6 +161,40 @@ def attempt_for(session: Session, carrier_id: str) -> Attempt | None:
 def attempt_id_for(session: Session, carrier_id: str) -> int | None:
     """The id alone: enough to refuse an unknown call, cheaper than loading the row twice."""
     return session.execute(select(Attempt.id).where(Attempt.carrier_id == carrier_id)).scalar_one_or_none()
+
+
+# An attempt whose carrier id a crash kept from being recorded: `sending`, or already handed back
+# (the reaper found no record yet: `pending`/`claimed`; or an older `failed`/`unknown`).
+ADOPTABLE_STATUSES = frozenset({"sending", "dialing", "pending", "claimed"})
+# Until its next webhook; after this the reaper fetches the call (DispatchConfig's default).
+ADOPTED_LEASE = timedelta(minutes=30)
+ATTEMPT_QUERY_PARAM = "attempt"          # dispatch's callback URLs carry ?attempt=ID
+
+
+def adopt_by_callback(session: Session, carrier_id: str, params: dict[str, str], at: datetime) -> int | None:
+    """The attempt a callback's URL names (`?attempt=ID`, merged into the params), when its
+    carrier id was never recorded: the callback proves the call or text exists, so the attempt
+    takes the carrier id and is `dialing` again, never sent a second time. None when the URL
+    names none, or an attempt that has another carrier id, is settled, or is for another number."""
+    raw = str(params.get(ATTEMPT_QUERY_PARAM, "")).strip()
+    if not raw.isdigit():
+        return None
+    attempt = session.execute(select(Attempt).where(Attempt.id == int(raw)).with_for_update()).scalar_one_or_none()
+    if attempt is None or attempt.carrier_id is not None:
+        return None
+    if attempt.status not in ADOPTABLE_STATUSES and not (attempt.status == "failed" and attempt.outcome == "unknown"):
+        return None
+    to = params.get("To")
+    if to and session.get(Contact, attempt.contact_id).e164 != to:
+        return None
+    before = attempt.status
+    attempt.carrier_id, attempt.status, attempt.outcome, attempt.error = carrier_id, "dialing", None, None
+    attempt.claimed_by, attempt.lease_until, attempt.updated_at = None, at + ADOPTED_LEASE, at
+    session.add(attempt)
+    session.flush()
+    audit.append(session, actor=ACTOR, action="attempt.carrier_id_from_callback", subject=f"attempt#{attempt.id}",
+                 at=at, payload={"carrier_id": carrier_id, "status_before": before})
+    return attempt.id
 
 
 def lock_attempt(session: Session, attempt_id: int) -> Attempt:

@@ -37,7 +37,8 @@ from consent.ledger_io import RevocationVia
 from consent.types import Channel
 from outbound import audit
 from outbound.carrier_event_log import (
-    ACTOR, InvalidEvent, UnknownCall, WebhookResult, attempt_for, attempt_state, claim_event, event_exists,
+    ACTOR, InvalidEvent, UnknownCall, WebhookResult, adopt_by_callback, attempt_for, attempt_state, claim_event,
+    event_exists,
     one_of, optional_one_of, require_aware, required, storable_params, stored_result,
 )
 from outbound.carrier_event_recorders import BatchRecorder, NotBatchable, SingleRecorder
@@ -348,6 +349,9 @@ def _once_for_attempt(context: _Context, carrier_id: str, event_key: str, params
     """Refuse unknown ids, claim the event, apply it to the locked attempt, keep the result."""
     recorder = context.recorder
     attempt_id = recorder.attempt_id_for(carrier_id)
+    if attempt_id is None:
+        # A crash may have kept the carrier id from being recorded: the URL names the attempt.
+        attempt_id = adopt_by_callback(recorder.session, carrier_id, params, at)
     if attempt_id is None:
         what = "CallSid" if event_key.startswith(("status:", "amd:", "gather:")) else "MessageSid"
         raise UnknownCall(f"unknown {what} {carrier_id}: no attempt was placed with it")

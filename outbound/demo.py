@@ -143,7 +143,8 @@ def _run(engine: Engine, registry: RegistryStore, campaign_id: int, *, seed: int
         dispatch_once(engine, simulator, worker_id="demo", now=now, pack=pack, registry=registry,
                       config=config, sleep=lambda _seconds: None, monotonic=lambda: now.timestamp())
         simulator.advance(now)
-        claims.reap(engine, simulator, now=now, call_lease_seconds=config.call_lease_seconds)
+        claims.reap(engine, simulator, now=now, call_lease_seconds=config.call_lease_seconds,
+                    callback_window_seconds=config.callback_window_seconds)
         housekeeping(engine, simulator, now=now)
         _sweep_transfers(engine, simulator, now)
         if _finished(engine, campaign_id) and not simulator.pending():

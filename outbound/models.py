@@ -99,7 +99,7 @@ class Attempt(SQLModel, table=True):
     campaign_id: int = Field(foreign_key="campaigns.id", index=True)
     contact_id: int = Field(foreign_key="contacts.id", index=True)
     channel: str
-    status: str = Field(default="pending", description="pending | claimed | dialing | completed | failed | blocked | cancelled")
+    status: str = Field(default="pending", description="pending | claimed | sending | dialing | completed | failed | blocked | cancelled")
     attempt_no: int = 1
     due_at: datetime = instant_field()
     claimed_by: str | None = None

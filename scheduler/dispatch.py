@@ -8,15 +8,23 @@ Order of events for one attempt, and why:
 3. the gate decides; campaign hours are applied after it and can only narrow (a gate allow
    outside the campaign's hours becomes a wait for the next opening);
 4. one transaction for the batch stores every decision with its audit event and moves each
-   attempt on: block → `blocked`; defer → `pending`, due at `next_allowed_at`; allow →
-   `dialing` with `allow_expires_at`. The move is conditional on the attempt still being
-   `claimed` by this worker, so a campaign stopped meanwhile or a lease reaped meanwhile wins;
-5. COMMIT; only then is the carrier asked, so nothing reaches a carrier without a stored allow,
-   and the carrier id is recorded as soon as it answers.
+   attempt on: block → `blocked`; defer → `pending`, due at `next_allowed_at`; allow → still
+   `claimed`, with `allow_expires_at` and a lease that covers the sending. The move is
+   conditional on the attempt still being `claimed` by this worker, so a campaign stopped
+   meanwhile or a lease reaped meanwhile wins;
+5. COMMIT; then, for each allowed attempt in turn, one committed step just before its carrier
+   request: `claimed → sending` (conditional, as above), together with the last check: a
+   revocation or internal do-not-call entry for the number recorded since the batch was decided
+   sends nothing and has the attempt decided again by the gate on fresh facts (so the block
+   carries its real reason and replays);
+6. the carrier request; the carrier id is recorded (`sending → dialing`) as soon as it answers
+   (in small groups, see `_CarrierIds`). Every callback URL names the attempt (`?attempt=ID`),
+   so a callback that comes before the id is recorded still finds its attempt.
 
-A crash after 5's commit and before the carrier id is recorded leaves a `dialing` attempt
-without a carrier id: the reaper marks it failed with outcome `unknown` and never dials it again
-(see `scheduler.claims.mark_unknown_outcomes`).
+After a crash (see `scheduler.claims.reap`): an attempt still `claimed` was never sent and goes
+back to the gate; one `sending` without a carrier id is looked up at the carrier (by number and
+start time), never re-sent blindly, and goes back to the gate only when the carrier holds no
+record of it once the callback window has passed.
 """
 from __future__ import annotations
 
@@ -27,10 +35,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, bindparam, exists, or_, select, update
 from sqlmodel import Session
 
 from consent.gate import evaluate
+from consent.tables import DncEntry, Revocation
 from consent.location import default_zone_overrides, location_under, prefix_facts
 from consent.rules import RulePack
 from consent.scenario import decision_to_dict, scenario_to_dict
@@ -59,19 +68,26 @@ class CallbackUrls:
     def twiml(self, attempt_id: int) -> str:
         return f"{self.base}/v1/twilio/voice/{attempt_id}"
 
+    # Each callback URL names its attempt: the webhook route merges the (signed) query into the
+    # event, so a callback that arrives before the carrier id is recorded still finds it.
     def status(self, attempt_id: int) -> str:
-        return f"{self.base}/v1/twilio/call-status"
+        return f"{self.base}/v1/twilio/call-status?attempt={attempt_id}"
+
+    def sms_status(self, attempt_id: int) -> str:
+        return f"{self.base}/v1/twilio/sms-status?attempt={attempt_id}"
 
     def amd(self, attempt_id: int) -> str:
-        return f"{self.base}/v1/twilio/amd"
+        return f"{self.base}/v1/twilio/amd?attempt={attempt_id}"
 
 
 @dataclass(frozen=True)
 class DispatchConfig:
     batch_size: int = 100
     lease_seconds: float = 60             # a claim not decided within this goes back to the queue
-    send_lease_seconds: float = 120       # a committed allow not sent within this is "unknown"
+    send_lease_seconds: float = 120       # an allow or a `sending` mark not settled within this is reaped
     call_lease_seconds: float = 1800      # after this without a final webhook, ask the carrier
+    callback_window_seconds: float = 300  # a `sending` attempt the carrier has no record of this
+                                          # long after the request goes back to the gate
     pacing_window_seconds: float = 2.0    # the dispatch interval: the rate budget's period
     facts_retry_seconds: float = 60       # a batch whose facts failed to load waits this long
     callbacks: CallbackUrls = CallbackUrls()
@@ -89,6 +105,7 @@ class DispatchReport:
     carrier_failed: int = 0
     unknown: int = 0
     expired_before_send: int = 0
+    blocked_before_send: int = 0          # the last check found an opt-out since the decision
     lost_claims: int = 0                  # no longer ours at decision time (stopped, reaped)
     facts_error: str | None = None
     decision_ids: list[str] = field(default_factory=list)
@@ -116,7 +133,8 @@ class _Row:
 
 @dataclass(frozen=True)
 class _ToSend:
-    """What the carrier request needs, copied out of the session (its rows expire at commit)."""
+    """What the carrier request needs, copied out of the session (its rows expire at commit),
+    and what the gate needs to decide it again if the last check finds an opt-out."""
 
     attempt_id: int
     campaign_id: int
@@ -126,6 +144,10 @@ class _ToSend:
     body: str
     cps: float
     expires_at: datetime
+    decided_at: datetime
+    request: AttemptRequest
+    seller: str
+    settings: CampaignSettings
 
 
 def dispatch_once(engine: Engine, adapter: Adapter, *, worker_id: str, now: datetime, pack: RulePack,
@@ -148,7 +170,9 @@ def dispatch_once(engine: Engine, adapter: Adapter, *, worker_id: str, now: date
         claims.release_claims(engine, ids, worker_id=worker_id, now=now,
                               due_at=now + timedelta(seconds=config.facts_retry_seconds))
         return report
-    _send_all(engine, adapter, to_send, now=now, config=config, report=report, sleep=sleep, monotonic=monotonic)
+    sender = _Sender(engine, adapter, worker_id=worker_id, pack=pack, registry=registry, config=config,
+                     report=report)
+    _send_all(sender, to_send, now=now, sleep=sleep, monotonic=monotonic)
     return report
 
 
@@ -215,7 +239,7 @@ def _decide_one(row: _Row, facts: dict[str, Facts], *, now: datetime, pack: Rule
     decision = evaluate(request, seen, pack, now)
     settings = campaign_settings(row.campaign)
     plan = _plan(decision, request, settings, pack, now, send_lease=timedelta(seconds=config.send_lease_seconds))
-    if plan.values["status"] == "dialing":
+    if plan.counter == "allowed":
         # The same number may be in the batch twice (two campaigns): the second decision must
         # count the first call against the frequency caps.
         facts[phone] = replace(facts[phone], history=(*facts[phone].history,
@@ -241,12 +265,14 @@ def _store_batch(session: Session, decided: list[_Decided], *, worker_id: str, n
     to_send = []
     for item in kept:
         setattr(report, item.plan.counter, getattr(report, item.plan.counter) + 1)
-        if item.plan.values["status"] == "dialing":
+        if item.plan.counter == "allowed":
             row = item.row
             to_send.append(_ToSend(attempt_id=row.attempt.id, campaign_id=row.campaign.id,
                                    channel=row.campaign.channel, to=row.contact.e164, from_=row.campaign.caller_id,
                                    body=row.campaign.script or "", cps=item.settings.cps,
-                                   expires_at=item.plan.values["allow_expires_at"]))
+                                   expires_at=item.plan.values["allow_expires_at"], decided_at=now,
+                                   request=item.request, seller=campaign_seller(row.campaign),
+                                   settings=item.settings))
     return to_send
 
 
@@ -338,7 +364,9 @@ def _plan(decision: Decision, request: AttemptRequest, settings: CampaignSetting
         # Cannot happen when the gate allowed; if it does, the window math disagrees with the
         # gate, and an allow without an expiry must not be sent.
         return _Plan(_waiting(now + timedelta(minutes=1), "window_close_unknown"), "deferred")
-    return _Plan({"status": "dialing", "allow_expires_at": expires_at, "dispatched_at": now,
+    # Still `claimed` until the moment of sending (`_Sender.mark_sending`); dispatched_at now, so
+    # another batch deciding the same number counts this attempt against the caps meanwhile.
+    return _Plan({"status": "claimed", "allow_expires_at": expires_at, "dispatched_at": now,
                   "lease_until": now + send_lease,
                   "error": None}, "allowed")
 
@@ -378,11 +406,84 @@ def _pack_json(pack: RulePack) -> str:
 
 # --- sending ----------------------------------------------------------------------------------
 
-def _send_all(engine: Engine, adapter: Adapter, to_send: list[_ToSend], *, now: datetime, config: DispatchConfig,
-              report: DispatchReport, sleep: Callable[[float], None], monotonic: Callable[[], float]) -> None:
+# How far before the batch's decision the last check looks: a revocation stored by another
+# process whose clock runs a little behind ours must still be found. A hit only costs one more
+# gate decision (which allows again when the opt-out was already known).
+RECHECK_MARGIN = timedelta(minutes=5)
+
+SEND, LOST, HELD_BACK = "send", "lost", "held_back"
+
+
+@dataclass
+class _Sender:
+    """What sending needs besides the items: where to record, and the gate for the last check."""
+
+    engine: Engine
+    adapter: Adapter
+    worker_id: str
+    pack: RulePack
+    registry: NationalRegistry
+    config: DispatchConfig
+    report: DispatchReport
+
+    def mark_sending(self, item: _ToSend, at: datetime) -> str:
+        """The committed step just before the carrier request: `claimed → sending`, with the last
+        check for an opt-out since the batch was decided. SEND, LOST (no longer ours) or
+        HELD_BACK (decided again on fresh facts, and not allowed now)."""
+        lease = at + timedelta(seconds=self.config.send_lease_seconds)
+        with session_scope(self.engine) as session:
+            # The UPDATE first: on SQLite it takes the write lock before anything is read.
+            moved = session.execute(update(Attempt).where(
+                Attempt.id == item.attempt_id, Attempt.status == "claimed", Attempt.claimed_by == self.worker_id)
+                .values(status="sending", dispatched_at=at, lease_until=lease, updated_at=at)).rowcount
+            if not moved:
+                return LOST
+            if not opted_out_since(session, item.to, item.decided_at - RECHECK_MARGIN):
+                return SEND
+            return self._decide_again(session, item, at, lease)
+
+    def _decide_again(self, session: Session, item: _ToSend, at: datetime, lease: datetime) -> str:
+        """An opt-out may have come after the decision: the gate decides again on fresh facts,
+        and that decision is stored like any other (a block carries its real reason)."""
+        # Not counted against its own caps: it has not been sent.
+        session.execute(update(Attempt).where(Attempt.id == item.attempt_id).values(dispatched_at=None))
+        facts = load_batch_facts(session, [item.to], at, self.registry)
+        seen = for_seller(facts[item.to], item.seller)
+        decision = evaluate(item.request, seen, self.pack, at)
+        plan = _plan(decision, item.request, item.settings, self.pack, at,
+                     send_lease=timedelta(seconds=self.config.send_lease_seconds))
+        [decision_id] = store_decisions(session, [NewDecision(
+            scenario=scenario_to_dict(item.request, seen, at), decision=decision_to_dict(decision),
+            attempt_id=item.attempt_id)], rules_version=self.pack.version, rule_pack_json=_pack_json(self.pack),
+            actor=ACTOR, at=at)
+        self.report.decision_ids.append(decision_id)
+        values = dict(plan.values)
+        if plan.counter == "allowed":
+            values.update(status="sending", dispatched_at=at, lease_until=lease)
+        else:
+            self.report.blocked_before_send += 1
+            values.update(allow_expires_at=None, dispatched_at=None)
+        session.execute(update(Attempt).where(Attempt.id == item.attempt_id)
+                        .values(**values, decision_id=decision_id, updated_at=at))
+        log.info("dispatch: attempt %s decided again before sending (%s): %s", item.attempt_id,
+                 decision.verdict.value, ", ".join(reason.code for reason in decision.reasons) or "-")
+        return SEND if plan.counter == "allowed" else HELD_BACK
+
+
+def opted_out_since(session: Session, phone: str, since: datetime) -> bool:
+    """Whether a revocation or an internal do-not-call entry for `phone` was recorded at or after
+    `since`: one indexed query (revocations.phone, dnc_entries(list_kind, phone))."""
+    revoked = select(Revocation.id).where(Revocation.phone == phone, Revocation.recorded_at >= since)
+    listed = select(DncEntry.id).where(DncEntry.list_kind == "internal", DncEntry.phone == phone,
+                                       DncEntry.added_at >= since)
+    return bool(session.execute(select(or_(exists(revoked), exists(listed)))).scalar())
+
+
+def _send_all(sender: _Sender, to_send: list[_ToSend], *, now: datetime, sleep: Callable[[float], None],
+              monotonic: Callable[[], float]) -> None:
     started = monotonic()
     next_slot: dict[int, float] = {}
-    answered = _CarrierIds(engine, config, monotonic)
+    answered = _CarrierIds(sender.engine, sender.config, monotonic)
     try:
         for item in to_send:
             # Twilio queues calls above the account's CPS limit, and a queued call could ring after
@@ -392,13 +493,19 @@ def _send_all(engine: Engine, adapter: Adapter, to_send: list[_ToSend], *, now: 
                 if wait >= answered.RECORD_WITHIN:
                     answered.flush()          # don't hold answers through a long wait
                 sleep(wait)
-            next_slot[item.campaign_id] = max(monotonic(), next_slot.get(item.campaign_id, started)) + 1.0 / item.cps
             sending_at = now + timedelta(seconds=monotonic() - started)
             if sending_at >= item.expires_at:
-                report.expired_before_send += _back_to_gate(engine, item.attempt_id, sending_at)
+                sender.report.expired_before_send += _back_to_gate(sender.engine, item.attempt_id, sending_at,
+                                                                   sender.worker_id)
                 continue
-            call = _send_one(engine, adapter, item, sending_at=sending_at, callbacks=config.callbacks,
-                             report=report)
+            marked = sender.mark_sending(item, sending_at)
+            if marked == LOST:
+                sender.report.lost_claims += 1
+                continue
+            if marked == HELD_BACK:
+                continue
+            next_slot[item.campaign_id] = max(monotonic(), next_slot.get(item.campaign_id, started)) + 1.0 / item.cps
+            call = _send_one(sender, item, sending_at=sending_at)
             if call is not None:
                 answered.add(item.attempt_id, call, sending_at)
     finally:
@@ -406,17 +513,23 @@ def _send_all(engine: Engine, adapter: Adapter, to_send: list[_ToSend], *, now: 
         answered.flush()
 
 
-def _send_one(engine: Engine, adapter: Adapter, item: _ToSend, *, sending_at: datetime, callbacks: CallbackUrls,
-              report: DispatchReport) -> CarrierCall | None:
+def _send_one(sender: _Sender, item: _ToSend, *, sending_at: datetime) -> CarrierCall | None:
+    report = sender.report
     try:
-        call = _carrier_request(adapter, item, callbacks)
+        call = _carrier_request(sender.adapter, item, sender.config.callbacks)
     except CarrierError as error:
+        if error.outcome_unknown:
+            # A 5xx or a lost answer to a create: the carrier may have acted. The attempt stays
+            # `sending`; the reaper looks it up at the carrier, never re-sends it blindly.
+            log.warning("dispatch: attempt %s: carrier outcome unknown: %s", item.attempt_id, error)
+            report.unknown += 1
+            return None
         # The adapter already retried what was retryable: the carrier refused this request.
-        report.carrier_failed += _record_carrier_failure(engine, item.attempt_id, str(error), sending_at)
+        report.carrier_failed += _record_carrier_failure(sender.engine, item.attempt_id, str(error), sending_at)
         return None
     except Exception:
         # Not the carrier's answer (a network error mid-request, a bug): the call may or may not
-        # exist. Leave the attempt `dialing` without a carrier id; the reaper marks it unknown.
+        # exist. The attempt stays `sending`; the reaper reconciles it from the carrier.
         log.exception("dispatch: carrier request for attempt %s ended without an answer", item.attempt_id)
         report.unknown += 1
         return None
@@ -427,7 +540,7 @@ def _send_one(engine: Engine, adapter: Adapter, item: _ToSend, *, sending_at: da
 def _carrier_request(adapter: Adapter, item: _ToSend, callbacks: CallbackUrls) -> CarrierCall:
     if item.channel == Channel.SMS.value:
         return adapter.send_sms(SmsRequest(to=item.to, from_=item.from_, body=item.body,
-                                           status_callback=callbacks.status(item.attempt_id),
+                                           status_callback=callbacks.sms_status(item.attempt_id),
                                            attempt_id=item.attempt_id))
     return adapter.place_call(CallRequest(to=item.to, from_=item.from_,
                                           twiml_url=callbacks.twiml(item.attempt_id),
@@ -439,7 +552,7 @@ def _carrier_request(adapter: Adapter, item: _ToSend, callbacks: CallbackUrls) -
 class _CarrierIds:
     """Carrier ids waiting to be recorded, written together: one commit per call would cap a
     worker at the disk's fsync rate. Held at most RECORD_EVERY answers or RECORD_WITHIN seconds;
-    a crash loses only those, whose attempts the reaper then marks `unknown` (never re-dialed)."""
+    a crash loses only those, whose attempts stay `sending` and are looked up at the carrier."""
 
     RECORD_EVERY = 50
     RECORD_WITHIN = 0.5
@@ -469,7 +582,8 @@ def record_carrier_ids(engine: Engine, answers: list[tuple[int, CarrierCall, dat
     # id first (carrier_id set) is left alone.
     statement = (update(Attempt).where(
         Attempt.id == bindparam("attempt_id"), Attempt.carrier_id.is_(None),
-        (Attempt.status == "dialing") | ((Attempt.status == "failed") & (Attempt.outcome == "unknown")))
+        (Attempt.status == "sending") | (Attempt.status == "dialing")
+        | ((Attempt.status == "failed") & (Attempt.outcome == "unknown")))
         .values(carrier_id=bindparam("sid"), carrier_status=bindparam("carrier_said"), status="dialing",
                 outcome=None, error=None, lease_until=bindparam("call_lease_until"), updated_at=bindparam("at")))
     lease = timedelta(seconds=config.call_lease_seconds)
@@ -487,15 +601,15 @@ def _record_carrier_id(engine: Engine, attempt_id: int, call: CarrierCall, at: d
 def _record_carrier_failure(engine: Engine, attempt_id: int, message: str, at: datetime) -> int:
     with session_scope(engine) as session:
         return session.execute(update(Attempt).where(
-            Attempt.id == attempt_id, Attempt.status == "dialing", Attempt.carrier_id.is_(None))
+            Attempt.id == attempt_id, Attempt.status == "sending", Attempt.carrier_id.is_(None))
             .values(status="failed", outcome="carrier_error", error=f"carrier: {message}"[:2000],
                     lease_until=None, claimed_by=None, updated_at=at)).rowcount
 
 
-def _back_to_gate(engine: Engine, attempt_id: int, at: datetime) -> int:
+def _back_to_gate(engine: Engine, attempt_id: int, at: datetime, worker_id: str) -> int:
     """The allow expired before its turn to be sent: the attempt is decided again."""
     with session_scope(engine) as session:
         return session.execute(update(Attempt).where(
-            Attempt.id == attempt_id, Attempt.status == "dialing", Attempt.carrier_id.is_(None))
+            Attempt.id == attempt_id, Attempt.status == "claimed", Attempt.claimed_by == worker_id)
             .values(status="pending", due_at=at, dispatched_at=None, allow_expires_at=None, lease_until=None,
                     claimed_by=None, error="allow expired before sending", updated_at=at)).rowcount

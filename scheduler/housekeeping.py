@@ -4,7 +4,9 @@ into a running campaign their first attempt; complete campaigns with nothing lef
 A carrier queues calls above the account's calls-per-second limit. An allow is only good until
 the earliest instant its window closes, so a call still `queued`/`initiated` at the carrier after
 `allow_expires_at` is cancelled there and its contact goes back through the gate (a new attempt,
-due now: the gate defers it to the next window).
+due now: the gate defers it to the next window). A text is not cancelled: once queued at the
+carrier it is on its way (Twilio cancels only scheduled messages), and the reaper settles it by
+its SM/MM sid.
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def expire_queued_calls(engine: Engine, adapter: Adapter, *, now: datetime, repo
                         limit: int = 500) -> None:
     with session_scope(engine) as session:
         rows = session.execute(select(Attempt.id, Attempt.carrier_id).where(
-            Attempt.status == "dialing", Attempt.carrier_id.is_not(None),
+            Attempt.status == "dialing", Attempt.carrier_id.is_not(None), Attempt.channel == "voice",
             Attempt.carrier_status.in_(QUEUED_STATUSES), Attempt.allow_expires_at <= now)
             .order_by(Attempt.allow_expires_at).limit(limit)).all()
     for attempt_id, carrier_id in rows:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 E164_PATTERN = re.compile(r"\+[1-9][0-9]{1,14}")
 CALL_SID_PATTERN = re.compile(r"CA[0-9a-fA-F]{32}")
+# Twilio names an SMS "SM…" and an MMS "MM…"; both are fetched as Messages.
+MESSAGE_SID_PATTERN = re.compile(r"(SM|MM)[0-9a-fA-F]{32}")
 # 47 CFR 64.1200(a)(6): an unanswered call must ring at least 15 seconds (or four rings) before
 # it is disconnected. Twilio's own ceiling for Timeout is 600 s.
 MIN_RING_SECONDS = 15
@@ -75,6 +78,16 @@ def require_call_sid(sid: str) -> None:
         raise ValueError(f"sid must be a call sid (CA followed by 32 hex digits), got {sid!r}")
 
 
+def require_message_sid(sid: str) -> None:
+    if not isinstance(sid, str) or not MESSAGE_SID_PATTERN.fullmatch(sid):
+        raise ValueError(f"sid must be a message sid (SM or MM followed by 32 hex digits), got {sid!r}")
+
+
+def is_message_sid(sid: str) -> bool:
+    """True for an SMS or MMS sid: such an attempt is reconciled with fetch_message, not fetch_call."""
+    return isinstance(sid, str) and MESSAGE_SID_PATTERN.fullmatch(sid) is not None
+
+
 def validate_call_request(request: CallRequest) -> None:
     """Refuse, before any carrier request, a call the carrier should never be asked to place."""
     require_e164("to", request.to)
@@ -108,3 +121,17 @@ class Adapter(Protocol):
     def redirect(self, sid: str, twiml_url: str) -> CarrierCall: ...
 
     def fetch_call(self, sid: str) -> CarrierCall: ...
+
+    def fetch_message(self, sid: str) -> CarrierCall:
+        """The message as the carrier holds it; CarrierError with status 404 when it holds none."""
+        ...
+
+    def find_calls(self, to: str, started_after: datetime) -> list[CarrierCall]:
+        """Calls to `to` that started at or after `started_after`, and calls to `to` still queued
+        (Twilio gives a queued call no start time). `extra` carries "from" and "start_time"."""
+        ...
+
+    def find_messages(self, to: str, sent_after: datetime) -> list[CarrierCall]:
+        """Messages to `to` sent at or after `sent_after` (Twilio's DateSent: a message not yet
+        sent has none). `extra` carries "from", "body" and "date_sent"."""
+        ...

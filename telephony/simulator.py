@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from urllib.parse import parse_qsl, urlsplit
 
 from telephony.adapter import (
     CallRequest,
@@ -32,6 +33,8 @@ from telephony.adapter import (
     CarrierError,
     SmsRequest,
     require_call_sid,
+    require_e164,
+    require_message_sid,
     validate_call_request,
     validate_sms_request,
 )
@@ -149,6 +152,31 @@ class _Event:
 
 
 @dataclass
+class _Message:
+    sid: str
+    to: str
+    from_: str
+    body: str
+    statuses: list[tuple[datetime, str]] = field(default_factory=list)
+
+    def status_at(self, at: datetime) -> str:
+        current = "queued"
+        for since, status in self.statuses:
+            if since > at:
+                break
+            current = status
+        return current
+
+    def date_sent(self, at: datetime) -> datetime | None:
+        """Twilio's DateSent: set once the message left Twilio ("sent"); None before, and for a
+        message that failed without being sent."""
+        for since, status in self.statuses:
+            if status == "sent" and since <= at:
+                return since
+        return None
+
+
+@dataclass
 class _Call:
     sid: str
     to: str
@@ -161,6 +189,15 @@ class _Call:
     twiml_url: str | None = None
     talk: random.Random | None = None        # draws of the person in a conversation
     persona: str | None = None
+    callback_query: dict[str, str] = field(default_factory=dict)   # the status callback URL's query
+    amd_query: dict[str, str] = field(default_factory=dict)
+
+    def start_time(self) -> datetime | None:
+        """Twilio's StartTime: when the call left the queue (initiated); None while queued."""
+        for since, status in self.statuses:
+            if status != "queued":
+                return since
+        return None
 
     def status_at(self, at: datetime) -> str:
         current = self.statuses[0][1]
@@ -192,6 +229,7 @@ class SimulatorAdapter:
         self._scheduled = 0
         self._counters = {"call": 0, "sms": 0, "inbound": 0}
         self._calls: dict[str, _Call] = {}
+        self._messages: dict[str, _Message] = {}
         self.agents = None   # telephony.simulated_agents.SimulatedAgents, set by simulated_agents.attach
 
     # -- time ------------------------------------------------------------------------------
@@ -246,7 +284,8 @@ class SimulatorAdapter:
         sid = _sid("CA", self.seed, "call", number)
         rng = _rng(self.seed, "call", number)
         call = _Call(sid=sid, to=request.to, from_=request.from_, statuses=[(self.now(), "queued")],
-                     twiml_url=request.twiml_url, talk=_rng(self.seed, "talk", number))
+                     twiml_url=request.twiml_url, talk=_rng(self.seed, "talk", number),
+                     callback_query=_query(request.status_callback), amd_query=_query(request.amd_callback))
         self._calls[sid] = call
         self._script_call(call, rng, request.timeout_seconds)
         return CarrierCall(sid=sid, status="queued", extra={"to": call.to, "from": call.from_})
@@ -304,6 +343,40 @@ class SimulatorAdapter:
         call = self._call(sid)
         return self._snapshot(call, self.now())
 
+    def fetch_message(self, sid: str) -> CarrierCall:
+        require_message_sid(sid)
+        message = self._messages.get(sid)
+        if message is None:
+            raise CarrierError(f"Twilio error 20404 (HTTP 404) on GET /Messages/{sid}.json: "
+                               f"The requested resource /Messages/{sid}.json was not found",
+                               status=404, code=20404)
+        return self._message_snapshot(message, self.now())
+
+    def find_calls(self, to: str, started_after: datetime) -> list[CarrierCall]:
+        """As Twilio's list by To and StartTime>=, plus its list by To and Status=queued."""
+        require_e164("to", to)
+        now, after = self.now(), _utc(started_after, "started_after")
+        found = []
+        for call in self._calls.values():
+            if call.to != to or call.statuses[0][0] > now:
+                continue
+            started = call.start_time()
+            if (started is not None and after <= started <= now) or call.status_at(now) == "queued":
+                found.append(self._snapshot(call, now))
+        return found
+
+    def find_messages(self, to: str, sent_after: datetime) -> list[CarrierCall]:
+        """As Twilio's list by To and DateSent>=: a message not yet sent is not listed."""
+        require_e164("to", to)
+        now, after = self.now(), _utc(sent_after, "sent_after")
+        return [self._message_snapshot(message, now) for message in self._messages.values()
+                if message.to == to and (sent := message.date_sent(now)) is not None and sent >= after]
+
+    def _message_snapshot(self, message: _Message, at: datetime) -> CarrierCall:
+        return CarrierCall(sid=message.sid, status=message.status_at(at),
+                           extra={"to": message.to, "from": message.from_, "body": message.body,
+                                  "date_sent": message.date_sent(at)})
+
     # -- call timelines -------------------------------------------------------------------
 
     def _script_call(self, call: _Call, rng: random.Random, ring_timeout: int) -> None:
@@ -357,7 +430,7 @@ class SimulatorAdapter:
         if resource_status is not None:
             call.statuses.append((at, resource_status))
         sequence = sum(1 for e in call.events if e.kind == "call-status" and not e.cut)
-        params = {**self._call_params(call, status), "CallbackSource": "call-progress-events",
+        params = {**call.callback_query, **self._call_params(call, status), "CallbackSource": "call-progress-events",
                   "SequenceNumber": str(sequence), "Timestamp": format_datetime(at), **(extra or {})}
         self._schedule(at, "call-status", params, call)
 
@@ -369,7 +442,7 @@ class SimulatorAdapter:
     def _amd(self, call: _Call, at: datetime, verdict: str) -> None:
         call.verdict = (at, verdict)
         detection_ms = int((at - call.answered_at).total_seconds() * 1000)
-        params = {"AccountSid": self.account_sid, "CallSid": call.sid, "AnsweredBy": verdict,
+        params = {**call.amd_query, "AccountSid": self.account_sid, "CallSid": call.sid, "AnsweredBy": verdict,
                   "MachineDetectionDuration": str(detection_ms)}
         self._schedule(at, "amd", params, call)
 
@@ -476,19 +549,22 @@ class SimulatorAdapter:
             talked = (ended - call.answered_at).total_seconds() if call.answered_at else 0
             duration = str(math.ceil(talked))
         answered_by = call.verdict[1] if call.verdict and call.verdict[0] <= at else None
+        started = call.start_time()
         return CarrierCall(sid=call.sid, status=status,
                            extra={"to": call.to, "from": call.from_, "direction": "outbound-api",
                                   "duration": duration, "answered_by": answered_by,
-                                  "conference": call.conference})
+                                  "conference": call.conference,
+                                  "start_time": started if started is not None and started <= at else None})
 
     # -- text timelines -------------------------------------------------------------------
 
     def _script_sms(self, sid: str, request: SmsRequest, rng: random.Random) -> None:
         p = self.profile
         outcome = _choose(rng, p.sms_outcomes)
-        base = {"AccountSid": self.account_sid, "ApiVersion": API_VERSION, "From": request.from_,
-                "To": request.to, "MessageSid": sid, "SmsSid": sid}
+        base = {**_query(request.status_callback), "AccountSid": self.account_sid, "ApiVersion": API_VERSION,
+                "From": request.from_, "To": request.to, "MessageSid": sid, "SmsSid": sid}
         at = self.now()
+        self._messages[sid] = _Message(sid=sid, to=request.to, from_=request.from_, body=request.body)
         self._sms_status(sid, at, base, "queued")
         if outcome == "failed":
             # Twilio could not send it at all (e.g. a carrier-level block): no "sent" before it.
@@ -510,6 +586,7 @@ class SimulatorAdapter:
     def _sms_status(self, sid: str, at: datetime, base: dict[str, str], status: str,
                     error_code: str | None = None) -> None:
         params = {**base, "MessageStatus": status, "SmsStatus": status}
+        self._messages[sid].statuses.append((at, status))
         if error_code:
             params["ErrorCode"] = error_code
         self._schedule(at, "sms-status", params)
@@ -544,6 +621,12 @@ class SimulatorAdapter:
                                f"The requested resource /Calls/{sid}.json was not found",
                                status=404, code=20404)
         return call
+
+
+def _query(url: str | None) -> dict[str, str]:
+    # The webhook route merges a callback URL's query into the form parameters (signed, both):
+    # the simulator's events carry it the same way, e.g. the attempt id dispatch puts there.
+    return dict(parse_qsl(urlsplit(url).query)) if url else {}
 
 
 def _twiml_verbs(twiml: str):

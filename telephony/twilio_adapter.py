@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,8 @@ from telephony.adapter import (
     CarrierError,
     SmsRequest,
     require_call_sid,
+    require_e164,
+    require_message_sid,
     validate_call_request,
     validate_sms_request,
 )
@@ -42,6 +45,9 @@ MACHINE_DETECTION = "DetectMessageEnd"
 DEFAULT_HTTP_TIMEOUT_SECONDS = 15.0   # a hung connection must not stall a dispatch worker for ever
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF_SECONDS = 0.5
+# A lookup by number and start time finds the few calls or texts of one attempt's minutes; more
+# than this many means the lookup cannot tell them apart anyway.
+LOOKUP_LIMIT = 50
 
 T = TypeVar("T")
 
@@ -131,9 +137,7 @@ class TwilioAdapter:
             to=request.to, from_=request.from_, body=request.body,
             status_callback=request.status_callback,
         ))
-        return CarrierCall(sid=message.sid, status=str(message.status),
-                           extra={"to": message.to, "from": message.from_,
-                                  "segments": message.num_segments})
+        return message_from_instance(message)
 
     def cancel(self, sid: str) -> CarrierCall:
         """Stop a call that is queued or ringing; Twilio leaves a call in progress untouched."""
@@ -154,6 +158,26 @@ class TwilioAdapter:
     def fetch_call(self, sid: str) -> CarrierCall:
         require_call_sid(sid)
         return call_from_instance(self._idempotent(lambda: self.client.calls(sid).fetch()))
+
+    def fetch_message(self, sid: str) -> CarrierCall:
+        require_message_sid(sid)
+        return message_from_instance(self._idempotent(lambda: self.client.messages(sid).fetch()))
+
+    def find_calls(self, to: str, started_after: datetime) -> list[CarrierCall]:
+        """Calls to `to` started at or after `started_after`, and those still queued: Twilio gives
+        a queued call no StartTime, so the time filter alone would miss it."""
+        require_e164("to", to)
+        started = self._idempotent(lambda: self.client.calls.list(
+            to=to, start_time_after=started_after, limit=LOOKUP_LIMIT))
+        queued = self._idempotent(lambda: self.client.calls.list(to=to, status="queued", limit=LOOKUP_LIMIT))
+        found = {call.sid: call_from_instance(call) for call in (*started, *queued)}
+        return list(found.values())
+
+    def find_messages(self, to: str, sent_after: datetime) -> list[CarrierCall]:
+        require_e164("to", to)
+        messages = self._idempotent(lambda: self.client.messages.list(
+            to=to, date_sent_after=sent_after, limit=LOOKUP_LIMIT))
+        return [message_from_instance(message) for message in messages]
 
     def _update(self, sid: str, **fields: str) -> CarrierCall:
         require_call_sid(sid)
@@ -221,4 +245,11 @@ def call_from_instance(call: Any) -> CarrierCall:
     # The SDK names the caller `_from` on a call but `from_` on a message.
     return CarrierCall(sid=call.sid, status=str(call.status),
                        extra={"to": call.to, "from": call._from, "direction": call.direction,
-                              "duration": call.duration, "answered_by": call.answered_by})
+                              "duration": call.duration, "answered_by": call.answered_by,
+                              "start_time": call.start_time})
+
+
+def message_from_instance(message: Any) -> CarrierCall:
+    return CarrierCall(sid=message.sid, status=str(message.status),
+                       extra={"to": message.to, "from": message.from_, "segments": message.num_segments,
+                              "body": message.body, "date_sent": message.date_sent})

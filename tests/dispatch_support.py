@@ -47,6 +47,22 @@ def add_contacts(session, campaign_id: int, phones: list[str], *, line_type: str
     session.flush()
 
 
+def grant_consent(engine: Engine, phones: list[str], *, seller: str = "c1", kind: str = "written",
+                  channels=("voice", "sms"), purposes=("telemarketing", "informational"),
+                  at: datetime = NOON_NEW_YORK) -> None:
+    """Consent from `seller` (a campaign's seller is its name unless its settings name one)."""
+    from consent import records
+    from consent.ledger_io import ConsentIn
+    from outbound import audit
+    with session_scope(engine) as session:
+        for phone in phones:
+            e164 = resolve_location(phone, None, None).e164
+            records.add_consent(session, ConsentIn(
+                phone=e164, kind=kind, channels=list(channels), purposes=list(purposes), seller=seller,
+                brand=seller, granted_at=at.replace(month=1), evidence={"source": "web form"}),
+                actor="test", at=at.replace(month=1), audit=audit.append)
+
+
 def running_campaign(engine: Engine, phones: list[str], *, at: datetime = NOON_NEW_YORK, **spec) -> int:
     """A campaign with `phones` as contacts, started at `at`; returns its id."""
     with session_scope(engine) as session:
@@ -71,13 +87,17 @@ class FakeRegistry:
 @dataclass
 class FakeAdapter:
     """Records every carrier request; answers with sequential sids. `before_call` runs inside
-    place_call/send_sms (tests assert what is committed at that moment)."""
+    place_call/send_sms (tests assert what is committed at that moment); `after_call` runs once
+    the carrier has taken the request (a crash there loses the answer, not the call). The
+    lookups list what was taken, as Twilio's lists by To do."""
 
     name: str = "fake"
     calls: list = field(default_factory=list)
     statuses: dict[str, str] = field(default_factory=dict)       # sid -> what fetch_call answers
     refuse_with: CarrierError | None = None
     before_call: object = None
+    after_call: object = None
+    gone: set[str] = field(default_factory=set)                  # messages the carrier no longer holds
     cancelled: list[str] = field(default_factory=list)
     sid_prefix: str = "CA"
     _sids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -90,6 +110,8 @@ class FakeAdapter:
         sid = f"{self.sid_prefix}{next(self._sids):032d}"
         self.calls.append((sid, request))
         self.statuses[sid] = "queued"
+        if self.after_call:
+            self.after_call(request)
         return CarrierCall(sid=sid, status="queued")
 
     def place_call(self, request: CallRequest) -> CarrierCall:
@@ -100,6 +122,20 @@ class FakeAdapter:
 
     def fetch_call(self, sid: str) -> CarrierCall:
         return CarrierCall(sid=sid, status=self.statuses[sid])
+
+    def fetch_message(self, sid: str) -> CarrierCall:
+        if sid in self.gone or sid not in self.statuses:
+            raise CarrierError(f"Twilio error 20404 (HTTP 404): /Messages/{sid}.json was not found", status=404,
+                               code=20404)
+        return CarrierCall(sid=sid, status=self.statuses[sid])
+
+    def find_calls(self, to: str, started_after: datetime) -> list[CarrierCall]:
+        return [CarrierCall(sid, self.statuses[sid], {"to": r.to, "from": r.from_})
+                for sid, r in self.calls if isinstance(r, CallRequest) and r.to == to]
+
+    def find_messages(self, to: str, sent_after: datetime) -> list[CarrierCall]:
+        return [CarrierCall(sid, self.statuses[sid], {"to": r.to, "from": r.from_, "body": r.body})
+                for sid, r in self.calls if isinstance(r, SmsRequest) and r.to == to and sid not in self.gone]
 
     def cancel(self, sid: str) -> CarrierCall:
         self.cancelled.append(sid)

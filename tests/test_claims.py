@@ -2,6 +2,7 @@
 reconciled from the carrier by id and never re-sent, queued calls cancelled past their allow."""
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -11,11 +12,13 @@ from sqlmodel import Session
 
 from consent.rules import load_pack
 from outbound.db import session_scope
-from outbound.models import Attempt, Campaign
+from outbound.models import Attempt, AuditEvent, Campaign
 from scheduler.claims import UNKNOWN_OUTCOME_ERROR, claim_due, reap
 from scheduler.dispatch import DispatchConfig, dispatch_once
 from scheduler.housekeeping import housekeeping
-from dispatch_support import NOON_NEW_YORK, FakeAdapter, FakeRegistry, new_york_phone, running_campaign
+from dispatch_support import (
+    NOON_NEW_YORK, FakeAdapter, FakeRegistry, grant_consent, new_york_phone, running_campaign,
+)
 
 PACK = load_pack()
 
@@ -116,25 +119,125 @@ def test_dialing_attempt_is_reconciled_from_the_carrier_by_id(sqlite_engine):
     assert len(adapter.calls) == 1                       # asked about, never sent again
 
 
-def test_dialing_attempt_without_carrier_id_is_marked_unknown_never_redialed(sqlite_engine):
-    running_campaign(sqlite_engine, [new_york_phone(123)])
-    # The worker committed the allow, then died before the carrier answered.
-    adapter = FakeAdapter()
-    adapter.before_call = lambda request: (_ for _ in ()).throw(KeyboardInterrupt())
-    with pytest.raises(KeyboardInterrupt):
-        dispatch_once(sqlite_engine, adapter, worker_id="w1", now=NOON_NEW_YORK, pack=PACK,
-                      registry=FakeRegistry(), config=DispatchConfig(send_lease_seconds=120))
-    (attempt,) = rows(sqlite_engine)
-    assert attempt.status == "dialing" and attempt.carrier_id is None
+def crash(request):
+    raise KeyboardInterrupt("worker killed")
 
-    adapter = FakeAdapter()
-    report = reap(sqlite_engine, adapter, now=NOON_NEW_YORK + timedelta(seconds=121), call_lease_seconds=600)
+
+def crashed_dispatch(engine, adapter, worker="w1", now=NOON_NEW_YORK):
+    with pytest.raises(KeyboardInterrupt):
+        dispatch_once(engine, adapter, worker_id=worker, now=now, pack=PACK, registry=FakeRegistry(),
+                      config=DispatchConfig(send_lease_seconds=120))
+
+
+def lookups(engine) -> list[dict]:
+    with Session(engine) as session:
+        return [json.loads(event.payload) for event in session.execute(select(AuditEvent).where(
+            AuditEvent.action == "attempt.carrier_lookup").order_by(AuditEvent.id)).scalars()]
+
+
+def reap_at(engine, adapter, seconds, window=300):
+    return reap(engine, adapter, now=NOON_NEW_YORK + timedelta(seconds=seconds), call_lease_seconds=600,
+                callback_window_seconds=window)
+
+
+def test_sending_attempt_the_carrier_never_took_goes_back_to_the_gate_only_after_the_callback_window(sqlite_engine):
+    running_campaign(sqlite_engine, [new_york_phone(123)])
+    # Killed after the `sending` mark was committed, before the request reached the carrier.
+    adapter = FakeAdapter(before_call=crash)
+    crashed_dispatch(sqlite_engine, adapter)
     (attempt,) = rows(sqlite_engine)
-    assert report.unknown == 1
-    assert (attempt.status, attempt.outcome, attempt.error) == ("failed", "unknown", UNKNOWN_OUTCOME_ERROR)
-    dispatch_once(sqlite_engine, adapter, worker_id="w2", now=NOON_NEW_YORK + timedelta(minutes=5), pack=PACK,
+    assert attempt.status == "sending" and attempt.carrier_id is None
+    adapter.before_call = None
+
+    report = reap_at(sqlite_engine, adapter, 121)           # lease over, callback window not yet
+    assert (report.awaiting_lookup, report.back_to_gate, rows(sqlite_engine)[0].status) == (1, 0, "sending")
+    report = reap_at(sqlite_engine, adapter, 301)
+    (attempt,) = rows(sqlite_engine)
+    assert report.back_to_gate == 1 and report.unknown == 0
+    assert (attempt.status, attempt.allow_expires_at, attempt.dispatched_at) == ("pending", None, None)
+    assert lookups(sqlite_engine)[-1]["settled"] == "not_found: back to the gate"
+
+    report = dispatch_once(sqlite_engine, adapter, worker_id="w2", now=NOON_NEW_YORK + timedelta(seconds=302),
+                           pack=PACK, registry=FakeRegistry())
+    assert report.allowed == 1 and len(adapter.calls) == 1       # decided again by the gate, sent once
+
+
+def test_sending_attempt_the_carrier_took_is_found_by_number_and_never_sent_again(sqlite_engine):
+    running_campaign(sqlite_engine, [new_york_phone(123)])
+    # Killed after the carrier took the call, before its sid was recorded.
+    adapter = FakeAdapter(after_call=crash)
+    crashed_dispatch(sqlite_engine, adapter)
+    adapter.after_call = None
+    [(sid, _request)] = adapter.calls
+    adapter.statuses[sid] = "busy"
+
+    report = reap_at(sqlite_engine, adapter, 121)
+    (attempt,) = rows(sqlite_engine)
+    assert report.found_at_carrier == 1
+    assert (attempt.carrier_id, attempt.status, attempt.outcome) == (sid, "completed", "busy")
+    assert lookups(sqlite_engine)[-1] | {"since": None} == {
+        "to": "+12125550123", "since": None, "listed": [sid], "candidates": [sid], "settled": "found",
+        "carrier_id": sid}
+    dispatch_once(sqlite_engine, adapter, worker_id="w2", now=NOON_NEW_YORK + timedelta(seconds=400), pack=PACK,
                   registry=FakeRegistry())
-    assert adapter.calls == []
+    assert len(adapter.calls) == 1
+
+
+def test_two_unrecorded_calls_to_the_number_leave_the_attempt_unknown_with_the_lookup_on_record(sqlite_engine):
+    running_campaign(sqlite_engine, [new_york_phone(123)])
+    adapter = FakeAdapter(after_call=crash)
+    crashed_dispatch(sqlite_engine, adapter)
+    adapter.after_call = None
+    # Another call to the same number from the same caller ID that no attempt recorded.
+    adapter.calls.append(("CA" + "f" * 32, adapter.calls[0][1]))
+    adapter.statuses["CA" + "f" * 32] = "completed"
+
+    report = reap_at(sqlite_engine, adapter, 121)
+    (attempt,) = rows(sqlite_engine)
+    assert report.unknown == 1 and (attempt.status, attempt.outcome) == ("failed", "unknown")
+    assert "CA" + "f" * 32 in attempt.error
+    assert lookups(sqlite_engine)[-1]["settled"] == "ambiguous: unknown"
+
+
+def test_an_allowed_attempt_still_claimed_after_a_crash_goes_back_to_the_gate(sqlite_engine, monkeypatch):
+    from scheduler import dispatch
+    running_campaign(sqlite_engine, [new_york_phone(123)])
+    monkeypatch.setattr(dispatch._Sender, "mark_sending", lambda self, item, at: crash(item))
+    adapter = FakeAdapter()
+    crashed_dispatch(sqlite_engine, adapter)
+    (attempt,) = rows(sqlite_engine)
+    assert attempt.status == "claimed" and attempt.decision_id is not None and adapter.calls == []
+    monkeypatch.undo()
+
+    assert reap_at(sqlite_engine, adapter, 121).released == 1
+    (attempt,) = rows(sqlite_engine)
+    assert (attempt.status, attempt.allow_expires_at, attempt.dispatched_at) == ("pending", None, None)
+    report = dispatch_once(sqlite_engine, adapter, worker_id="w2", now=NOON_NEW_YORK + timedelta(seconds=122),
+                           pack=PACK, registry=FakeRegistry())
+    assert report.allowed == 1 and len(adapter.calls) == 1
+
+
+@pytest.mark.parametrize(("carrier_says", "expected"), [
+    ("delivered", ("completed", "delivered")),
+    ("sent", ("completed", "sent")),               # no delivery receipt came: it went out
+    ("gone", ("completed", "sent")),               # Twilio no longer holds it: sent, not an error
+    ("undelivered", ("failed", "failed")),
+    ("queued", ("dialing", None)),
+])
+def test_a_text_whose_lease_ran_out_is_reconciled_by_its_message_sid(sqlite_engine, carrier_says, expected):
+    grant_consent(sqlite_engine, [new_york_phone(123)])
+    running_campaign(sqlite_engine, [new_york_phone(123)], channel="sms", voice=None, purpose="informational")
+    adapter = FakeAdapter(sid_prefix="SM")
+    attempt = dial_one(sqlite_engine, adapter)
+    assert attempt.carrier_id.startswith("SM")
+    if carrier_says == "gone":
+        adapter.gone.add(attempt.carrier_id)
+    else:
+        adapter.statuses[attempt.carrier_id] = carrier_says
+    report = reap(sqlite_engine, adapter, now=NOON_NEW_YORK + timedelta(hours=1), call_lease_seconds=600)
+    (attempt,) = rows(sqlite_engine)
+    assert report.fetch_errors == 0
+    assert (attempt.status, attempt.outcome) == expected
 
 
 def test_carrier_id_arriving_after_the_reaper_gave_up_is_still_recorded(sqlite_engine):

@@ -21,7 +21,7 @@ from outbound.abandonment import abandonment_rate
 from outbound.agent_tables import Transfer
 from outbound.models import Attempt, Campaign, Decision
 
-ATTEMPT_STATES = ("pending", "claimed", "dialing", "completed", "failed", "blocked", "cancelled")
+ATTEMPT_STATES = ("pending", "claimed", "sending", "dialing", "completed", "failed", "blocked", "cancelled")
 FINISHED_CALL_STATES = ("completed", "failed")
 JOINED_RESULTS = ("transferred", "agent_joined")
 

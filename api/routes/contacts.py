@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["contacts"])
 Id32 = Annotated[int, Path(ge=1, le=2 ** 31 - 1)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
-AttemptStatus = Literal["pending", "claimed", "dialing", "completed", "failed", "blocked", "cancelled"]
+AttemptStatus = Literal["pending", "claimed", "sending", "dialing", "completed", "failed", "blocked", "cancelled"]
 NOT_FOUND = {404: {"description": "not found (or another manager's)"}}
 
 
