@@ -7,6 +7,7 @@ installation. The parser is deliberately small (KEY=VALUE lines, `#` comments, a
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import time
 from collections.abc import Mapping
@@ -39,6 +40,10 @@ class Settings:
     max_list_bytes: int = DEFAULT_MAX_LIST_BYTES    # largest contact-list file or upload accepted
     audit_key: str | None = None                    # OUTBOUND_AUDIT_KEY: the audit chain's HMAC key
     audit_key_file: Path | None = None              # OUTBOUND_AUDIT_KEY_FILE; default data_dir/audit.key
+    # OUTBOUND_TRUSTED_PROXIES: the reverse proxies whose X-Forwarded-For is believed (addresses or
+    # CIDRs). None by default: a client could otherwise name any address and escape the per-address
+    # sign-in limit.
+    trusted_proxies: tuple[str, ...] = ()
     sqlite_busy_timeout_ms: int = DEFAULT_SQLITE_BUSY_TIMEOUT_MS   # OUTBOUND_SQLITE_BUSY_TIMEOUT_MS
 
 
@@ -103,9 +108,23 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: Path | Non
                                      DEFAULT_MAX_LIST_BYTES),
         audit_key=get("OUTBOUND_AUDIT_KEY"),
         audit_key_file=Path(get("OUTBOUND_AUDIT_KEY_FILE")) if get("OUTBOUND_AUDIT_KEY_FILE") else None,
+        trusted_proxies=_proxies(get("OUTBOUND_TRUSTED_PROXIES")),
         sqlite_busy_timeout_ms=_positive_int(get("OUTBOUND_SQLITE_BUSY_TIMEOUT_MS"), "OUTBOUND_SQLITE_BUSY_TIMEOUT_MS",
                                              DEFAULT_SQLITE_BUSY_TIMEOUT_MS, unit="milliseconds"),
     )
+
+
+def _proxies(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated addresses or CIDRs, each checked: a misspelt entry must not be silently
+    matched as a literal host name, nor left out."""
+    entries = tuple(entry.strip() for entry in (raw or "").split(",") if entry.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(f"OUTBOUND_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR "
+                                "(e.g. 10.0.0.5 or 10.0.0.0/24, comma-separated)") from None
+    return entries
 
 
 def _positive_int(raw: str | None, name: str, default: int, unit: str = "bytes") -> int:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -195,6 +196,92 @@ def test_one_address_spraying_many_names_is_made_to_wait():
         throttle.failed(f"user{index}", "203.0.113.9", at)
     assert throttle.wait("someone-else", "203.0.113.9", at) == login_throttle.WINDOW
     assert throttle.wait("someone-else", "198.51.100.1", at) is None
+
+
+def test_a_spray_of_made_up_names_keeps_the_counts_bounded_and_the_guessed_name_waiting():
+    throttle, at = login_throttle.LoginThrottle(), datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+    for _ in range(login_throttle.NAME_FAILURES):
+        throttle.failed("mia", None, at)
+    assert throttle.wait("mia", None, at) is not None
+    for index in range(login_throttle.MAX_KEYS):                 # the spray: each name fails once
+        throttle.failed(f"made-up-{index}", f"198.51.{index // 250}.{index % 250}", at)
+    assert len(throttle._failures) <= login_throttle.MAX_KEYS
+    assert throttle.wait("mia", None, at) is not None             # not cleared by the spray
+    newest = f"made-up-{login_throttle.MAX_KEYS - 1}"
+    assert list(throttle._failures)[-1].startswith("address:") and f"name:{newest}" in throttle._failures
+
+
+def test_when_every_count_is_an_offender_the_oldest_goes_first():
+    throttle, at = login_throttle.LoginThrottle(), datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+    for index in range(login_throttle.MAX_KEYS + 10):
+        for _ in range(login_throttle.NAME_FAILURES):
+            throttle.failed(f"guessed-{index}", None, at)
+    assert len(throttle._failures) == login_throttle.MAX_KEYS
+    assert throttle.wait("guessed-0", None, at) is None
+    assert throttle.wait(f"guessed-{login_throttle.MAX_KEYS + 9}", None, at) is not None
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _failed_sign_ins_from_made_up_addresses(base: str, count: int) -> list[int]:
+    import httpx
+
+    statuses = []
+    with httpx.Client(base_url=base) as client:
+        for index in range(count):
+            token = re.search(r'name="form_token" value="([^"]+)"', client.get("/login").text).group(1)
+            statuses.append(client.post("/login", data={"name": f"nobody-{index}", "password": "wrong password",
+                                                        "form_token": token},
+                                        headers={"X-Forwarded-For": f"203.0.113.{index}"}).status_code)
+    return statuses
+
+
+@pytest.mark.parametrize("trusted,limited", [(None, True), ("127.0.0.1", False)])
+def test_x_forwarded_for_is_believed_only_from_configured_proxies(outbound_env, trusted, limited):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    # The server runs this tree's code, whatever the installed package points at.
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    if trusted:
+        env["OUTBOUND_TRUSTED_PROXIES"] = trusted
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-c", "from outbound.cli import app; app()", "serve",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                httpx.get(f"{base}/login", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        statuses = _failed_sign_ins_from_made_up_addresses(base, login_throttle.ADDRESS_FAILURES + 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert statuses[:-1] == [401] * login_throttle.ADDRESS_FAILURES
+    # Untrusted, the header names nothing: every try comes from 127.0.0.1, whose budget runs out.
+    assert statuses[-1] == (429 if limited else 401)
+
+
+def test_trusted_proxies_must_be_addresses_or_networks():
+    from outbound.settings import SettingsError, load_settings
+
+    assert load_settings({"OUTBOUND_TRUSTED_PROXIES": "10.0.0.5, 192.168.0.0/16"}).trusted_proxies == (
+        "10.0.0.5", "192.168.0.0/16")
+    assert load_settings({}).trusted_proxies == ()
+    with pytest.raises(SettingsError, match="'proxy.local' is not an IP address or CIDR"):
+        load_settings({"OUTBOUND_TRUSTED_PROXIES": "10.0.0.5,proxy.local"})
 
 
 @pytest.mark.parametrize("next_url,location", [
