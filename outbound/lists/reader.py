@@ -6,7 +6,8 @@ The file is read in chunks and never held whole. Per file:
   UTF-8; so does a UTF-8 BOM. Otherwise it is Latin-1, which decodes any byte: a legacy export
   that is consistently not UTF-8 is still a list. A byte further on that is not UTF-8 in a file
   judged UTF-8 is not guessed at: its record is rejected as `invalid_utf8`, naming its line, and
-  the report shows the bad bytes as U+FFFD. Reading it as Latin-1 would store a wrong name without a word.
+  the report shows the bad bytes as U+FFFD. Reading it as Latin-1 would store a wrong name
+  without a word.
 - Binary junk, spreadsheets, archives and UTF-16 are refused at once with a message saying what
   the file looks like.
 - Delimiter: `csv.Sniffer` on the sample's first lines, among , ; tab and |, checked against the
