@@ -12,6 +12,10 @@ Order of an opt-out (47 CFR 64.1200(a)(10), (a)(12)):
 A crash between 2 and 3 loses the confirmation rather than risking a second one: the rule allows
 one confirmation, and requires none.
 
+Before any of this, the webhook has put the opt-out in `outbound.opt_out_journal`: when the
+database cannot take it now, the same steps run later from the journal (`received_at` the
+instant it arrived), and the confirmation goes out then.
+
 Why the adapter and not a TwiML <Message> answer: the reply then has a MessageSid we store and
 audit, its delivery status comes back like any other message, and the simulator (which calls the
 same code without HTTP) sends it the same way. The webhook answers an empty <Response/>.

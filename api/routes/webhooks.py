@@ -14,6 +14,11 @@ Each request, in this order, and nothing is written before the last step:
    `api.event_writer`, one thread per process that commits the status events queued meanwhile
    together (one disk flush for the lot); the request is answered once its event is stored.
 
+An inbound text that is an opt-out does not wait in that queue: it is first appended to the
+opt-out journal (`outbound.opt_out_journal`, fsync'd in the data directory), then given
+OPT_OUT_DB_WAIT_SECONDS to be stored, and answered 200 either way; a database that is locked,
+slow or gone cannot lose it (the worker and this process store it once the database answers).
+
 Inbound texts and gathers answer an empty TwiML `<Response/>`: an opt-out's confirmation (and a
 HELP or START reply) is sent through the adapter, so it is sent once, recorded with its own
 MessageSid and audited (see `outbound.inbound_sms`). Status callbacks answer the result as JSON,
