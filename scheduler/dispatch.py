@@ -51,7 +51,7 @@ from outbound.db import session_scope
 from outbound.decisions import NewDecision, store_decisions
 from outbound.models import Attempt, Campaign, Contact
 from scheduler import claims, openings
-from scheduler.facts import NationalRegistry, for_seller, load_batch_facts
+from scheduler.facts import NationalRegistry, for_seller, journaled_revocations, load_batch_facts
 from telephony.adapter import Adapter, CallRequest, CarrierCall, CarrierError, SmsRequest
 
 log = logging.getLogger(__name__)
@@ -429,7 +429,9 @@ class _Sender:
     def mark_sending(self, item: _ToSend, at: datetime) -> str:
         """The committed step just before the carrier request: `claimed → sending`, with the last
         check for an opt-out since the batch was decided. SEND, LOST (no longer ours) or
-        HELD_BACK (decided again on fresh facts, and not allowed now)."""
+        HELD_BACK (decided again on fresh facts, and not allowed now). An opt-out still waiting
+        in the journal for the database counts too; an unreadable journal raises (the mark is
+        rolled back, the claim is reaped and goes back to the gate: nothing is sent)."""
         lease = at + timedelta(seconds=self.config.send_lease_seconds)
         with session_scope(self.engine) as session:
             # The UPDATE first: on SQLite it takes the write lock before anything is read.
@@ -438,7 +440,8 @@ class _Sender:
                 .values(status="sending", dispatched_at=at, lease_until=lease, updated_at=at)).rowcount
             if not moved:
                 return LOST
-            if not opted_out_since(session, item.to, item.decided_at - RECHECK_MARGIN):
+            if not (opted_out_since(session, item.to, item.decided_at - RECHECK_MARGIN)
+                    or journaled_revocations([item.to])):
                 return SEND
             return self._decide_again(session, item, at, lease)
 

@@ -271,3 +271,61 @@ def test_status_counts_decisions_by_verdict_and_reason(sqlite_engine):
     assert status.attempts == {"pending": 3}
     assert status.decisions == {"defer": 3}
     assert status.deferred_by_reason == {"calling_window": 3} and status.blocked_by_reason == {}
+
+
+# --- the last check before sending ------------------------------------------------------------
+
+def _opt_out_during_send(db_url, phone, how):
+    """A carrier hook: while the batch's first request is being sent, another process commits an
+    opt-out (a STOP, or an entry on the internal list) for `phone`, after the batch was decided."""
+    from consent import dnc, records
+    from consent.ledger_io import RevocationVia
+    from consent.types import Channel
+    from outbound import audit
+
+    def opt_out(request):
+        if getattr(opt_out, "done", False):
+            return
+        opt_out.done = True
+        other = make_engine(db_url)
+        try:
+            with session_scope(other) as session:
+                if how == "stop":
+                    records.revoke(session, phone, {Channel.VOICE, Channel.SMS}, RevocationVia.SMS_STOP,
+                                   NOON_NEW_YORK, actor="carrier", at=NOON_NEW_YORK, audit=audit.append)
+                else:
+                    dnc.add_internal(session, phone, reason="asked by phone", actor="agent", at=NOON_NEW_YORK,
+                                     audit=audit.append)
+        finally:
+            other.dispose()
+    return opt_out
+
+
+@pytest.mark.parametrize(("how", "code"), [("stop", "consent_revoked"), ("internal", "dnc_internal")])
+def test_an_opt_out_committed_between_decide_and_send_sends_nothing_and_stores_a_block(engine, db_url, how, code):
+    running_campaign(engine, [new_york_phone(1), new_york_phone(2)])
+    second = "+12125550002"
+    adapter = FakeAdapter(before_call=_opt_out_during_send(db_url, second, how))
+    report = dispatch(engine, adapter, NOON_NEW_YORK)
+
+    assert report.allowed == 2 and report.dialed == 1 and report.blocked_before_send == 1
+    assert [request.to for _sid, request in adapter.calls] == ["+12125550001"]
+    first, blocked = attempts(engine)
+    assert (blocked.status, blocked.carrier_id, blocked.dispatched_at) == ("blocked", None, None)
+    assert code in blocked.error
+    with Session(engine) as session:
+        verdicts = [d.verdict for d in session.execute(select(Decision).where(
+            Decision.attempt_id == blocked.id).order_by(Decision.decided_at)).scalars()]
+        latest = session.get(Decision, blocked.decision_id)
+    assert verdicts == ["allow", "block"] and latest.verdict == "block" and f'"code":"{code}"' in latest.decision
+    # The block was made by the gate on the facts it stored: it replays byte for byte.
+    result = replay_decision(latest.id, engine=engine)
+    assert result.identical, result.difference
+
+
+def test_the_last_check_lets_an_attempt_through_when_no_opt_out_came(sqlite_engine):
+    running_campaign(sqlite_engine, [new_york_phone(1), new_york_phone(2)])
+    report = dispatch(sqlite_engine, FakeAdapter(), NOON_NEW_YORK)
+    assert report.dialed == 2 and report.blocked_before_send == 0
+    with Session(sqlite_engine) as session:
+        assert session.execute(select(func.count()).select_from(Decision)).scalar_one() == 2
