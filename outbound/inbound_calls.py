@@ -35,10 +35,12 @@ def seller_for_number(session: Session, called: str) -> str | None:
     return None
 
 
-def opt_out_by_keypress(session: Session, caller: str, at: datetime, *, call_sid: str, seller: str | None) -> int:
+def opt_out_by_keypress(session: Session, caller: str, at: datetime, *, call_sid: str, seller: str | None,
+                        received_at: datetime | None = None) -> int:
     """Store the caller's opt-out from every call and text, committed; returns its id. Raises
-    LedgerError when the caller's number cannot be read (a withheld or foreign number)."""
-    stored = records.revoke(session, caller, {Channel.VOICE, Channel.SMS}, RevocationVia.KEYPRESS, at,
+    LedgerError when the caller's number cannot be read (a withheld or foreign number).
+    `received_at` (default `at`): when it was pressed, earlier when it waited in the journal."""
+    stored = records.revoke(session, caller, {Channel.VOICE, Channel.SMS}, RevocationVia.KEYPRESS, received_at or at,
                             actor=ACTOR, at=at, audit=audit.append,
                             note=f"inbound call {call_sid}: pressed {OPT_OUT_DIGIT}"
                                  + (f" (calling {seller})" if seller else ""))

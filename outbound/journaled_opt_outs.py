@@ -46,6 +46,13 @@ def store(engine: Engine, record: JournaledOptOut, *, adapter=None, clock: Clock
             return f"{result.action}: {result.detail or ''}{' (duplicate)' if result.duplicate else ''}"
         if record.kind == "call":
             return _store_call(session, record, at)
+        if record.kind == "inbound-call":
+            from outbound.inbound_calls import opt_out_by_keypress, seller_for_number
+
+            seller = seller_for_number(session, record.params.get("To", ""))
+            revocation_id = opt_out_by_keypress(session, record.phone, at, call_sid=record.carrier_id, seller=seller,
+                                                received_at=record.received_at)
+            return f"revoked: revocation#{revocation_id}"
     raise opt_out_journal.JournalError(f"opt-out {record.key}: unknown kind {record.kind!r}")
 
 
@@ -133,6 +140,25 @@ def call_record(attempt_id: int | None, params: dict[str, str], at: datetime,
                            kind="call", phone=phone, channels=CHANNELS, via=opt_out_via(reply).value,
                            received_at=require_aware(at), carrier_id=call_sid, text=reply.heard()[:300],
                            params=params, attempt_id=attempt_id, turn=turn)
+
+
+def inbound_call_record(params: dict[str, str], at: datetime) -> JournaledOptOut | None:
+    """The journal record of a 9 pressed by a caller to our number (None: another key, or a
+    caller whose number cannot be read, which the normal path answers as unidentified)."""
+    from consent import records
+    from outbound.inbound_calls import OPT_OUT_DIGIT
+
+    params = storable_params(params)
+    call_sid = params.get("CallSid", "").strip()
+    if params.get("Digits", "") != OPT_OUT_DIGIT or not call_sid:
+        return None
+    try:
+        phone = records.normalize_phone(params.get("From", ""))
+    except records.InvalidPhone:
+        return None
+    return JournaledOptOut(key=f"inbound-call:{call_sid}", kind="inbound-call", phone=phone, channels=CHANNELS,
+                           via="keypress", received_at=require_aware(at), carrier_id=call_sid,
+                           text=f"pressed {OPT_OUT_DIGIT}", params=params)
 
 
 CHANNELS = ("sms", "voice")

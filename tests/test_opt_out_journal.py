@@ -266,3 +266,23 @@ def test_a_key_9_while_the_database_is_unavailable_says_goodbye_and_is_revoked_l
         [revocation] = session.scalars(select(Revocation).where(Revocation.phone == VOICE_PHONE)).all()
         assert revocation.via == "keypress" and set(revocation.channels.split()) == {"voice", "sms"}
         assert count(session, AuditEvent) >= 2
+
+
+def test_a_9_from_a_caller_to_our_number_while_the_database_is_unavailable_is_thanked_and_revoked_later(
+        engine, outbound_env, unavailable, monkeypatch):
+    client = TestClient(create_app(), base_url="http://10.0.0.5:8000")
+    app_now = client.app.dependency_overrides
+    app_now[webhooks.get_now] = lambda: T0
+    good_url = str(engine.url)
+    unavailable()
+    started = time.monotonic()
+    response = post(client, "/v1/twilio/inbound-call/choice",
+                    {"CallSid": "CA" + "7" * 32, "From": PHONE, "To": CALLER_ID, "Digits": "9"})
+    assert response.status_code == 200 and time.monotonic() - started < ANSWER_WITHIN_SECONDS
+    assert "will not call or text this number again" in response.text
+    assert opt_out_journal.pending_opt_outs(outbound_env) == {PHONE}
+    monkeypatch.setenv("OUTBOUND_DATABASE_URL", good_url)
+    worker = Worker(engine=engine, adapter=None, registry=NoRegistry(), clock=lambda: T0)
+    assert worker.opt_outs_tick() == 1 and worker.opt_outs_tick() == 0
+    [revocation] = revocations(engine)
+    assert revocation.via == "keypress"

@@ -2,15 +2,21 @@
 
 - POST /v1/twilio/inbound-call: the Voice URL of our numbers; answers a one-key menu;
 - POST /v1/twilio/inbound-call/choice: the key pressed (or none). 9 stores the opt-out from
-  every call and text, committed, and only then says so. See `outbound.inbound_calls`.
+  every call and text, committed, and only then says so. See `outbound.inbound_calls`. The 9 is
+  first put in the opt-out journal (`outbound.opt_out_journal`): a database that does not answer
+  within OPT_OUT_DB_WAIT_SECONDS still hears the caller thanked, and the worker stores it later.
 """
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from api.routes.voice import RESPONSES, _signed_params
-from api.routes.webhooks import ConfigDep, NowDep
+from api.routes.voice import RESPONSES, _journaled, _signed_params, under_journal_lock
+from api.routes.webhooks import OPT_OUT_DB_WAIT_SECONDS, ConfigDep, NowDep
+from outbound import journaled_opt_outs
 from outbound.db import get_engine, session_scope
 from outbound.inbound_calls import OPT_OUT_DIGIT, LedgerError, opt_out_by_keypress, seller_for_number
 from telephony import twiml
@@ -43,6 +49,15 @@ async def inbound_call_choice(request: Request, config: ConfigDep, now: NowDep) 
                 return False, seller
             opt_out_by_keypress(session, caller, now, call_sid=params.get("CallSid", ""), seller=seller)
             return True, seller
+    record = journaled_opt_outs.inbound_call_record(params, now)
+    if record is not None and await _journaled(record):
+        try:
+            opted_out, seller = await asyncio.wait_for(
+                asyncio.shield(run_in_threadpool(under_journal_lock, record, work)), OPT_OUT_DB_WAIT_SECONDS)
+        except (TimeoutError, SQLAlchemyError, OSError):
+            # The 9 is in the journal; the worker stores it once the database answers.
+            return _xml(twiml.inbound_choice_twiml(True, None))
+        return _xml(twiml.inbound_choice_twiml(opted_out, seller))
     try:
         opted_out, seller = await run_in_threadpool(work)
     except LedgerError:

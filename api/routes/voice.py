@@ -128,16 +128,9 @@ async def _opt_out_reply(record: JournaledOptOut, work) -> Response:
     """The conversation's answer to a journaled opt-out if the database gives it within
     OPT_OUT_DB_WAIT_SECONDS; else a polite goodbye (the journal has the opt-out, and the worker
     stores it once the database is free)."""
-    data_dir = get_settings().data_dir
 
     def stored_and_marked(session: Session) -> str:
-        # Under the journal's lock, as every application is: no other process stores it meanwhile.
-        with opt_out_journal.exclusive(data_dir):
-            text = work(session)
-            if record.key not in opt_out_journal.applied_keys(data_dir):
-                opt_out_journal.mark_applied(data_dir, record.key, "answered by the conversation",
-                                             datetime.now(timezone.utc))
-            return text
+        return under_journal_lock(record, lambda: work(session))
 
     try:
         return _xml(await asyncio.wait_for(asyncio.shield(_in_session(stored_and_marked)), OPT_OUT_DB_WAIT_SECONDS))
@@ -145,6 +138,17 @@ async def _opt_out_reply(record: JournaledOptOut, work) -> Response:
         log.warning("opt-out %s journaled; the database did not store it now (%s): applied later",
                     record.key, error or "timeout")
         return _xml(opt_out_goodbye_twiml())
+
+
+def under_journal_lock(record: JournaledOptOut, work):
+    """Run the normal path for a journaled opt-out under the journal's lock, as every application
+    is (no other process stores it meanwhile), then mark it applied."""
+    data_dir = get_settings().data_dir
+    with opt_out_journal.exclusive(data_dir):
+        answer = work()
+        if record.key not in opt_out_journal.applied_keys(data_dir):
+            opt_out_journal.mark_applied(data_dir, record.key, "stored by the webhook", datetime.now(timezone.utc))
+        return answer
 
 
 def opt_out_goodbye_twiml() -> str:
