@@ -202,8 +202,7 @@ def _resolve_location(phone: str, zip_code: str | None, state: str | None, zone_
     if e164 is None:
         return Location(e164=None, timezones=(), states=())
     _zones, number_state, region = _prefix_facts(e164[:8], zone_overrides)
-    address_state = _address_facts(zip_code, state)[1]
-    states = {s for s in (number_state, address_state) if s}
+    states = {s for s in (number_state, *_address_states(zip_code, state)) if s}
     return Location(e164=e164, timezones=_candidate_zones(e164[:8], zip_code, state, zone_overrides),
                     states=tuple(sorted(states)), region=region)
 
@@ -219,6 +218,15 @@ def _candidate_zones(e164_prefix: str, zip_code: str | None, state: str | None,
     elif address_state:
         candidate_zones.update(zones_for_state(address_state))
     return tuple(sorted(candidate_zones))
+
+
+def _address_states(zip_code: str | None, state: str | None) -> tuple[str, ...]:
+    """The states an address adds: the given state and the ZIP's, both when they differ (a
+    New York state with a Miami ZIP is decided under Florida's rules too: fail closed)."""
+    zip_state = zip_facts(zip_code)[1] if zip_code else None
+    if zip_state not in known_states():
+        zip_state = None                    # military AA/AE/AP ZIPs name no state with rules
+    return tuple(sorted({s for s in (state.upper() if state else None, zip_state) if s}))
 
 
 def _address_facts(zip_code: str | None, state: str | None) -> tuple[str | None, str | None]:

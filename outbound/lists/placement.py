@@ -2,7 +2,7 @@
 
 The rules are `consent.location.resolve_location`'s: zones are the number's zones plus the ZIP's
 zone, or, without a known ZIP zone, every zone of the address state; states are the number's
-state plus the given state, or the ZIP's state when no state is given. `resolve_location` caches
+state plus the given state plus the ZIP's state (DESIGN.md: both, when they differ). `resolve_location` caches
 on the whole phone, which never hits across a million distinct numbers; the answer depends only
 on (NPA-NXX, ZIP zone, address state), a few thousand keys, so that is what is cached here.
 """
@@ -42,10 +42,10 @@ class Placer:
         self._zips: dict[str, tuple[str | None, str | None, str | None]] = {}
         self._states: dict[str, object] = {}
         self._numbers: dict[str, int] = {}                          # +1NPANXX -> number facts id
-        self._addresses: dict[tuple[str | None, str | None], int] = {}   # (ZIP zone, state) -> id
+        self._addresses: dict[tuple[str | None, str | None, str | None], int] = {}   # (ZIP zone, state, ZIP state) -> id
         self._placements: dict[tuple[int, int], Placement] = {}
         self._number_facts = _Interned()        # (zones, state) of a number
-        self._address_facts = _Interned()       # (zones, state) an address adds
+        self._address_facts = _Interned()       # (zones, states) an address adds
 
     def resolve(self, e164: str, raw_zip: str, raw_state: str) -> tuple[str | None, str | None, Placement]:
         """(cleaned ZIP, cleaned state, placement); raises UnknownState for a state cell that
@@ -61,11 +61,11 @@ class Placer:
         if zip_entry is None:
             zip_entry = self._remember(self._zips, raw_zip, _zip_entry(raw_zip))
         zip_code, zip_zone, zip_state = zip_entry
-        address_key = (zip_zone, state or zip_state)
+        address_key = (zip_zone, state, zip_state)
         address_id = self._addresses.get(address_key)
         if address_id is None:
             address_id = self._addresses[address_key] = self._address_facts.id_of(
-                (_address_zones(*address_key), address_key[1]))
+                (_address_zones(zip_zone, state or zip_state), _address_states(state, zip_state)))
         prefix = e164[:8]
         number_id = self._numbers.get(prefix)
         if number_id is None:
@@ -148,7 +148,7 @@ def clean_state(raw: str | None) -> str | None:
 def place(e164: str, zip_code: str | None, state: str | None) -> Placement:
     """Zones and states of a normalised number with a cleaned ZIP and state."""
     _zip_code, zip_zone, zip_state = _zip_entry(zip_code or "")
-    return _place_cached(e164[:8], zip_zone, state or zip_state)
+    return _place_cached(e164[:8], zip_zone, state, zip_state)
 
 
 @lru_cache(maxsize=1)
@@ -156,11 +156,17 @@ def _known_states() -> frozenset[str]:
     return known_states()
 
 
-def _place_cached(e164_prefix: str, zip_zone: str | None, address_state: str | None) -> Placement:
+def _place_cached(e164_prefix: str, zip_zone: str | None, state: str | None, zip_state: str | None) -> Placement:
     # Cached in parts: (prefix, ZIP zone, state) together has hundreds of thousands of values
     # in a national list, each part alone a few thousand.
     zones, number_state, _region = prefix_facts(e164_prefix)
-    return _combine(zones, number_state, _address_zones(zip_zone, address_state), address_state)
+    return _combine(zones, number_state, _address_zones(zip_zone, state or zip_state),
+                    _address_states(state, zip_state))
+
+
+def _address_states(state: str | None, zip_state: str | None) -> tuple[str, ...]:
+    """The given state and the ZIP's: a NY state with a Miami ZIP is under Florida's rules too."""
+    return tuple(sorted({s for s in (state, zip_state) if s}))
 
 
 @lru_cache(maxsize=16_384)
@@ -172,7 +178,7 @@ def _address_zones(zip_zone: str | None, address_state: str | None) -> tuple[str
 
 @lru_cache(maxsize=65_536)
 def _combine(number_zones: tuple[str, ...], number_state: str | None, address_zones: tuple[str, ...],
-             address_state: str | None) -> Placement:
+             address_states: tuple[str, ...]) -> Placement:
     candidate_zones = set(number_zones) | set(address_zones)
-    states = {s for s in (number_state, address_state) if s}
+    states = {s for s in (number_state, *address_states) if s}
     return Placement(" ".join(sorted(candidate_zones)), " ".join(sorted(states)))
