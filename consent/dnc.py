@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -191,7 +192,12 @@ def find_phone_column(header: list[str]) -> int | None:
 
 
 def _list_numbers(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, phone text) of a list: one number per line, or CSV with a phone column."""
+    """(line number, phone text) of a list: one number per line, or CSV with a phone column.
+
+    Lines end in LF, CRLF or a lone CR. A CSV line the reader cannot
+    take (a stray quote, a NUL, a field past the csv module's limit) and a quoted field that
+    runs over a line end refuse the whole list (MalformedList, naming the line): a number swallowed
+    into another field would otherwise be silently missing from a do-not-call list."""
     text = _decode(path)
     lines = text.splitlines()
     first = next((line for line in lines if line.strip()), "")
@@ -202,8 +208,8 @@ def _list_numbers(path: Path) -> Iterator[tuple[int, str]]:
             if line.strip():
                 yield number, line
         return
-    rows = csv.reader(io.StringIO(text), delimiter=dialect_delimiter)
-    header = next(rows)
+    rows = _csv_rows(path, text, dialect_delimiter)
+    _line, header = next(rows, (1, []))
     column = find_phone_column(header)
     if column is None:
         if len(header) == 1:         # a single column whose first line is a title or bad number
@@ -213,11 +219,45 @@ def _list_numbers(path: Path) -> Iterator[tuple[int, str]]:
         else:
             raise ListFileError(f"{path}: no phone column; header seen: {', '.join(header)} "
                                 f"(name one column phone, phone_number, mobile, cell or number)")
-    for row in rows:
-        line_number = rows.line_num
+    for line_number, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         yield line_number, row[column] if column < len(row) else ""
+
+
+UNREADABLE_CSV = "unreadable_csv_line"
+FIELD_OVER_LINES = "quoted_field_over_lines"
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")
+
+
+def _csv_rows(path: Path, text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(first line number, cells) of each CSV record; MalformedList for a record the reader
+    cannot take or one whose quoted field spans lines."""
+    # newline="": the csv module reads line ends itself, a lone \r included (the default
+    # StringIO splits on \n only, so "\r\"" made csv.Error, a 500 through the API).
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise _refused_line(path, text, start, UNREADABLE_CSV, f"{UNREADABLE_CSV} ({error})") from None
+        end = rows.line_num
+        if end > start and any("\n" in cell or "\r" in cell for cell in row):
+            raise _refused_line(path, text, start, FIELD_OVER_LINES,
+                                f"{FIELD_OVER_LINES} (a quote opened here runs to line {end}: a stray "
+                                "quote? numbers after it would be lost)")
+        yield start, row
+        start = end + 1
+
+
+def _refused_line(path: Path, text: str, line: int, code: str, why: str) -> MalformedList:
+    """The whole list refused for one CSV line: after it, which line holds what is not known."""
+    found = _LINE_ENDS.split(text, maxsplit=line)
+    shown = found[line - 1] if line <= len(found) else ""
+    return MalformedList(path, line, {code: 1}, [RejectedLine(line, why, shown[:60])])
 
 
 def _import_list(session: Session, path: Path, *, kind: str, state: str | None, at: datetime,
