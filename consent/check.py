@@ -20,13 +20,21 @@ class UndecidableScenario(ScenarioError):
     """A valid scenario the gate failed on: no decision is made (fail closed), and the run goes on."""
 
 
+_BOM_BYTES, _BOM_TEXT = b"\xef\xbb\xbf", "\ufeff"
+
+
 def check_one(raw: Any, pack: RulePack) -> dict[str, Any]:
     """The decision for one decoded scenario; raises ScenarioError."""
     return decision_to_dict(_decided(*parse_scenario(raw), pack))
 
 
 def check_line(text: str | bytes, pack: RulePack) -> tuple[str, bool]:
-    """(output line, valid) for one JSON scenario: the decision, or {"error": ...}, as compact JSON."""
+    """(output line, valid) for one JSON scenario: the decision, or {"error": ...}, as compact JSON.
+
+    A UTF-8 byte order mark (what Windows editors write at the top of a file) is not part of the
+    scenario: RFC 8259 lets a reader ignore it, and a file saved that way must not lose its first
+    decision."""
+    text = text.removeprefix(_BOM_BYTES) if isinstance(text, bytes) else text.removeprefix(_BOM_TEXT)
     try:
         return decision_json(_decided(*parse_scenario_text(text), pack)), True
     except ScenarioError as error:

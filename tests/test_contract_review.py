@@ -61,3 +61,19 @@ def test_an_imported_contact_keeps_both_its_states_and_its_zips(outbound_env):
     assert placement.timezones == "America/New_York"
     # the ZIP's zone alone joins the number's (not every zone of the given state), as before
     assert placer.resolve("+12125550123", "90001", "NY")[2] .timezones == "America/Los_Angeles America/New_York"
+
+
+# --- hole: a UTF-8 byte order mark cost the first scenario its decision ------------------------
+# A file saved by a Windows editor starts with EF BB BF; its first line printed
+# {"error": "not valid JSON: expected value at line 1 column 1"} and the run exited 2.
+
+def test_a_byte_order_mark_does_not_cost_the_first_decision(cli_runner, outbound_env, tmp_path):
+    line = json.dumps(_scenario()).encode()
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + line + b"\n" + line + b"\n")
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(_scenario(), indent=2).encode())
+    plain = cli_runner.invoke(app, ["gate", "check", str(tmp_path / "bom.jsonl")])
+    single = cli_runner.invoke(app, ["gate", "check", str(tmp_path / "bom.json")])
+    assert (plain.exit_code, single.exit_code) == (0, 0)
+    first, second = plain.stdout.splitlines()
+    assert first == second == single.stdout.strip()
+    assert json.loads(first)["verdict"] == "allow"
