@@ -275,3 +275,54 @@ def test_racing_deliveries_of_one_calls_events_still_end_final(engine, session, 
         final = [check.get(Attempt, a.id) for a in attempts]
         assert {(a.status, a.carrier_status, a.outcome) for a in final} == {("completed", "completed", "voicemail")}
     assert sorted(call[0] for call in retry.calls) == sorted(a.id for a in attempts)
+
+
+# --- callbacks that find an attempt whose carrier id was never recorded -----------------------
+
+def unrecorded_attempt(session, campaign, channel="voice", status="sending"):
+    attempt = add_attempt(session, campaign, PHONE, channel=channel, status=status, carrier_status=None)
+    attempt.carrier_id = None
+    session.add(attempt)
+    session.commit()
+    return attempt
+
+
+@pytest.mark.parametrize("left_as", ["sending", "pending"])
+def test_a_callback_naming_its_attempt_in_the_url_records_the_sid_a_crash_lost(session, campaign, retry, left_as):
+    attempt = unrecorded_attempt(session, campaign, status=left_as)
+    sid = call_sid()
+    params = {"CallSid": sid, "CallStatus": "ringing", "To": PHONE, "attempt": str(attempt.id)}
+    result = handle_webhook(session, "call-status", params, at(5), schedule_retry=retry)
+
+    attempt = reload(session, attempt)
+    assert (attempt.carrier_id, attempt.status, attempt.carrier_status) == (sid, "dialing", "ringing")
+    assert result.applied and result.attempt_id == attempt.id
+    assert ("carrier", "attempt.carrier_id_from_callback") in audit_actions(session)
+    # Later events find it by its sid as usual.
+    status(session, attempt, "busy", at(20), retry)
+    assert reload(session, attempt).outcome == "busy"
+
+
+def test_a_text_status_callback_naming_its_attempt_records_the_message_sid(session, campaign, retry):
+    attempt = unrecorded_attempt(session, campaign, channel="sms")
+    sid = "SM" + "a" * 32
+    handle_webhook(session, "sms-status", {"MessageSid": sid, "MessageStatus": "delivered", "To": PHONE,
+                                           "attempt": str(attempt.id)}, at(5), schedule_retry=retry)
+    attempt = reload(session, attempt)
+    assert (attempt.carrier_id, attempt.status, attempt.outcome) == (sid, "completed", "delivered")
+
+
+@pytest.mark.parametrize("case", ["other_sid", "other_number", "no_attempt", "settled"])
+def test_a_callback_cannot_take_over_an_attempt_that_is_not_its_own(session, campaign, retry, case):
+    attempt = unrecorded_attempt(session, campaign, status="completed" if case == "settled" else "sending")
+    if case == "other_sid":
+        attempt.carrier_id = call_sid()
+        session.add(attempt)
+        session.commit()
+    params = {"CallSid": call_sid(), "CallStatus": "ringing",
+              "To": "+13055550123" if case == "other_number" else PHONE,
+              "attempt": "999" if case == "no_attempt" else str(attempt.id)}
+    with pytest.raises(UnknownCall):
+        handle_webhook(session, "call-status", params, at(5), schedule_retry=retry)
+    session.rollback()
+    assert reload(session, attempt).status == ("completed" if case == "settled" else "sending")

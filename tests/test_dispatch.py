@@ -329,3 +329,17 @@ def test_the_last_check_lets_an_attempt_through_when_no_opt_out_came(sqlite_engi
     assert report.dialed == 2 and report.blocked_before_send == 0
     with Session(sqlite_engine) as session:
         assert session.execute(select(func.count()).select_from(Decision)).scalar_one() == 2
+
+
+def test_every_callback_url_names_its_attempt(sqlite_engine):
+    from dispatch_support import grant_consent
+    running_campaign(sqlite_engine, [new_york_phone(1)])
+    grant_consent(sqlite_engine, [new_york_phone(2)], seller="texts")
+    running_campaign(sqlite_engine, [new_york_phone(2)], name="texts", channel="sms", voice=None)
+    adapter = FakeAdapter()
+    dispatch(sqlite_engine, adapter, NOON_NEW_YORK)
+    by_to = {request.to: request for _sid, request in adapter.calls}
+    call, text = by_to["+12125550001"], by_to["+12125550002"]
+    assert call.status_callback == f"http://localhost:8000/v1/twilio/call-status?attempt={call.attempt_id}"
+    assert call.amd_callback == f"http://localhost:8000/v1/twilio/amd?attempt={call.attempt_id}"
+    assert text.status_callback == f"http://localhost:8000/v1/twilio/sms-status?attempt={text.attempt_id}"
