@@ -192,12 +192,15 @@ class _Call:
     callback_query: dict[str, str] = field(default_factory=dict)   # the status callback URL's query
     amd_query: dict[str, str] = field(default_factory=dict)
 
+    started_at: datetime | None = None       # the "initiated" instant
+
     def start_time(self) -> datetime | None:
-        """Twilio's StartTime: when the call left the queue (initiated); None while queued."""
-        for since, status in self.statuses:
-            if status != "queued":
-                return since
-        return None
+        """Twilio's StartTime: when the call left the queue (initiated); None for a call
+        cancelled in the queue. (The caller also checks it is not after now.)"""
+        ended = self.ended_at()
+        if self.started_at is None or (ended is not None and self.started_at > ended):
+            return None
+        return self.started_at
 
     def status_at(self, at: datetime) -> str:
         current = self.statuses[0][1]
@@ -383,6 +386,7 @@ class SimulatorAdapter:
         p = self.profile
         outcome = _choose(rng, p.call_outcomes)
         initiated = call.statuses[0][0] + _seconds(rng, p.dial_seconds)
+        call.started_at = initiated
         self._call_status(call, initiated, "initiated")
         if outcome == "failed":
             # A call that fails (unreachable network, invalid number) does so before it rings.

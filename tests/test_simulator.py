@@ -363,3 +363,51 @@ def test_an_injected_clock_places_calls_at_its_time():
     simulator.place_call(call_request())
     simulator.advance(at + timedelta(hours=1))
     assert recorder.events[0][2] - at < timedelta(seconds=2)
+
+
+# --- lookups, as Twilio's lists and fetches answer them ----------------------------------------
+
+def test_find_calls_lists_started_calls_by_to_and_start_time_and_queued_ones_without_a_start():
+    simulator = SimulatorAdapter("lookups", Recorder())
+    call = simulator.place_call(call_request(1))
+    simulator.place_call(call_request(2))                   # another number: never listed
+    # Still queued: no StartTime yet, found only as a queued call.
+    [queued] = simulator.find_calls("+14155550001", T0)
+    assert (queued.sid, queued.status, queued.extra["start_time"]) == (call.sid, "queued", None)
+    simulator.advance(T0 + timedelta(seconds=6))            # initiated within 1.5 s, ringing 1-4 s later
+    [started] = simulator.find_calls("+14155550001", T0)
+    start = started.extra["start_time"]
+    assert started.sid == call.sid and started.status != "queued" and T0 < start <= T0 + timedelta(seconds=1.5)
+    assert started.extra["from"] == "+14155550100"
+    assert simulator.find_calls("+14155550001", start + timedelta(milliseconds=1)) == []
+    assert simulator.find_calls("+14155550009", T0) == []
+
+
+def test_find_messages_lists_only_sent_messages_by_date_sent_and_fetch_message_reads_one():
+    profile = SimulationProfile(sms_outcomes={"delivered": 1.0, "undelivered": 0.0, "failed": 0.0})
+    simulator = SimulatorAdapter("lookups", Recorder(), profile=profile)
+    sms = simulator.send_sms(sms_request(1))
+    assert simulator.find_messages("+14155550001", T0) == []           # queued: no DateSent yet
+    assert simulator.fetch_message(sms.sid).status == "queued"
+    simulator.advance(T0 + timedelta(seconds=30))
+    [listed] = simulator.find_messages("+14155550001", T0)
+    assert (listed.sid, listed.status, listed.extra["body"]) == (sms.sid, "delivered", "Reminder: 10:00 tomorrow")
+    assert simulator.find_messages("+14155550001", listed.extra["date_sent"] + timedelta(milliseconds=1)) == []
+    with pytest.raises(CarrierError) as refused:
+        simulator.fetch_message("SM" + "0" * 32)
+    assert refused.value.status == 404
+    with pytest.raises(ValueError, match="message sid"):
+        simulator.fetch_message(simulator.place_call(call_request(3)).sid)
+
+
+def test_events_carry_the_callback_urls_query_as_the_webhook_route_merges_it():
+    recorder = Recorder()
+    simulator = SimulatorAdapter("query", recorder)
+    request = call_request(1)
+    call = simulator.place_call(CallRequest(**{**request.__dict__, "status_callback": request.status_callback + "?attempt=7",
+                                               "amd_callback": request.amd_callback + "?attempt=7"}))
+    sms = simulator.send_sms(SmsRequest(**{**sms_request(2).__dict__,
+                                           "status_callback": "https://calls.example.com/sms?attempt=8"}))
+    simulator.advance(T0 + timedelta(days=1))
+    assert {p["attempt"] for _k, p, _at in recorder.of(call.sid) if _k in ("call-status", "amd")} == {"7"}
+    assert {p["attempt"] for _k, p, _at in recorder.of(sms.sid, "sms-status")} == {"8"}

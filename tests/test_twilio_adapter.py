@@ -14,6 +14,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -338,3 +339,51 @@ def test_a_refused_connection_is_retried_even_for_a_create():
     assert raised.value.status is None and raised.value.retryable
     assert not raised.value.outcome_unknown
     assert sleeps == [0.5, 1.0]
+
+
+# -- lookups the reaper makes for an attempt whose sid a crash lost ----------------------------
+
+MESSAGE_PATH = "/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json"
+MESSAGE_SID = "SM" + "c" * 32
+SINCE = datetime(2026, 7, 15, 16, 0, 5, tzinfo=timezone.utc)
+
+
+def query(prepared: requests.PreparedRequest) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(prepared.url).query)
+
+
+def test_find_calls_lists_by_to_and_start_time_and_the_queued_ones(adapter, sent, prism_url):  # noqa: F811
+    calls = adapter.find_calls("+14155550101", SINCE)
+
+    assert isinstance(calls, list)
+    assert [(r.method, urlsplit(r.url).path) for r in sent] == [
+        ("GET", f"/2010-04-01/Accounts/{ACCOUNT}/Calls.json")] * 2
+    # Twilio gives a queued call no StartTime: the second list finds those.
+    assert query(sent[0]) == {"To": ["+14155550101"], "StartTime>": ["2026-07-15T16:00:05Z"], "PageSize": ["50"]}
+    assert query(sent[1]) == {"To": ["+14155550101"], "Status": ["queued"], "PageSize": ["50"]}
+
+
+def test_find_messages_lists_by_to_and_date_sent(adapter, sent, prism_url):  # noqa: F811
+    messages = adapter.find_messages("+14155550101", SINCE)
+
+    assert isinstance(messages, list)
+    assert sent[0].method == "GET" and urlsplit(sent[0].url).path == f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+    assert query(sent[0]) == {"To": ["+14155550101"], "DateSent>": ["2026-07-15T16:00:05Z"], "PageSize": ["50"]}
+
+
+def test_fetch_message_reads_the_message_resource(adapter, sent, prism_url):  # noqa: F811
+    example = spec_example(MESSAGE_PATH, "get", "200")
+
+    message = adapter.fetch_message(MESSAGE_SID)
+
+    assert (message.sid, message.status) == (example["sid"], example["status"])
+    assert message.extra["body"] == example["body"] and message.extra["to"] == example["to"]
+    assert sent[0].method == "GET"
+    assert sent[0].url == f"{prism_url}/2010-04-01/Accounts/{ACCOUNT}/Messages/{MESSAGE_SID}.json"
+
+
+def test_a_call_sid_is_not_fetched_as_a_message_nor_a_message_sid_as_a_call(offline):
+    with pytest.raises(ValueError, match="message sid"):
+        offline.fetch_message(CALL_SID)
+    with pytest.raises(ValueError, match="call sid"):
+        offline.fetch_call(MESSAGE_SID)
