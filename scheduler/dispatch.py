@@ -47,7 +47,7 @@ from consent.types import (
     AttemptRequest, Channel, Decision, Facts, LineType, Location, PriorAttempt, Purpose, Verdict, VoiceKind,
 )
 from outbound.campaigns import CampaignSettings, campaign_seller, campaign_settings
-from outbound.db import session_scope
+from outbound.db import retry_on_busy, session_scope
 from outbound.decisions import NewDecision, store_decisions
 from outbound.models import Attempt, Campaign, Contact
 from scheduler import claims, openings
@@ -155,20 +155,24 @@ def dispatch_once(engine: Engine, adapter: Adapter, *, worker_id: str, now: date
                   batch_size: int | None = None, sleep: Callable[[float], None] = time.sleep,
                   monotonic: Callable[[], float] = time.monotonic) -> DispatchReport:
     report = DispatchReport()
-    ids = claims.claim_due(engine, worker_id=worker_id, now=now, limit=batch_size or config.batch_size,
-                           lease_seconds=config.lease_seconds,
-                           pacing_window_seconds=config.pacing_window_seconds)
+    # Every committed step below waits out another writer's lock (SQLite: a list import) within
+    # retry_on_busy's bound instead of ending the tick with part of a batch unsent.
+    ids = retry_on_busy(lambda: claims.claim_due(
+        engine, worker_id=worker_id, now=now, limit=batch_size or config.batch_size,
+        lease_seconds=config.lease_seconds, pacing_window_seconds=config.pacing_window_seconds),
+        what="dispatch: claiming")
     report.claimed = len(ids)
     if not ids:
         return report
     try:
-        to_send = _decide_batch(engine, ids, worker_id=worker_id, now=now, pack=pack, registry=registry,
-                                config=config, report=report)
+        to_send = _decide_batch_retrying(engine, ids, worker_id=worker_id, now=now, pack=pack, registry=registry,
+                                         config=config, report=report)
     except _FactsUnavailable as error:
         report.facts_error = str(error)
         log.error("dispatch: facts could not be loaded, %d attempts not decided: %s", len(ids), error)
-        claims.release_claims(engine, ids, worker_id=worker_id, now=now,
-                              due_at=now + timedelta(seconds=config.facts_retry_seconds))
+        retry_on_busy(lambda: claims.release_claims(engine, ids, worker_id=worker_id, now=now,
+                                                    due_at=now + timedelta(seconds=config.facts_retry_seconds)),
+                      what="dispatch: releasing claims")
         return report
     sender = _Sender(engine, adapter, worker_id=worker_id, pack=pack, registry=registry, config=config,
                      report=report)
@@ -202,6 +206,19 @@ class _FactsUnavailable(RuntimeError):
 
 
 # --- deciding ---------------------------------------------------------------------------------
+
+def _decide_batch_retrying(engine: Engine, ids: list[int], *, report: DispatchReport, **kwargs) -> list[_ToSend]:
+    """_decide_batch, run again from the start if another writer held the lock past the busy
+    timeout (its transaction then stored nothing); each run counts into a report of its own, so
+    only the run that committed is counted."""
+    def decide() -> tuple[list[_ToSend], DispatchReport]:
+        counted = DispatchReport()
+        return _decide_batch(engine, ids, report=counted, **kwargs), counted
+
+    to_send, counted = retry_on_busy(decide, what="dispatch: storing decisions")
+    report.add(counted)
+    return to_send
+
 
 def _decide_batch(engine: Engine, ids: list[int], *, worker_id: str, now: datetime, pack: RulePack,
                   registry: NationalRegistry, config: DispatchConfig, report: DispatchReport) -> list[_ToSend]:
@@ -498,10 +515,11 @@ def _send_all(sender: _Sender, to_send: list[_ToSend], *, now: datetime, sleep: 
                 sleep(wait)
             sending_at = now + timedelta(seconds=monotonic() - started)
             if sending_at >= item.expires_at:
-                sender.report.expired_before_send += _back_to_gate(sender.engine, item.attempt_id, sending_at,
-                                                                   sender.worker_id)
+                sender.report.expired_before_send += retry_on_busy(
+                    lambda: _back_to_gate(sender.engine, item.attempt_id, sending_at, sender.worker_id),
+                    what="dispatch: allow expired")
                 continue
-            marked = sender.mark_sending(item, sending_at)
+            marked = retry_on_busy(lambda: sender.mark_sending(item, sending_at), what="dispatch: marking sending")
             if marked == LOST:
                 sender.report.lost_claims += 1
                 continue
@@ -590,10 +608,15 @@ def record_carrier_ids(engine: Engine, answers: list[tuple[int, CarrierCall, dat
         .values(carrier_id=bindparam("sid"), carrier_status=bindparam("carrier_said"), status="dialing",
                 outcome=None, error=None, lease_until=bindparam("call_lease_until"), updated_at=bindparam("at")))
     lease = timedelta(seconds=config.call_lease_seconds)
-    with engine.begin() as connection:
-        connection.execute(statement, [{"attempt_id": attempt_id, "sid": call.sid, "carrier_said": call.status,
-                                        "call_lease_until": at + lease, "at": at}
-                                       for attempt_id, call, at in answers])
+    params = [{"attempt_id": attempt_id, "sid": call.sid, "carrier_said": call.status,
+               "call_lease_until": at + lease, "at": at} for attempt_id, call, at in answers]
+
+    def record() -> None:
+        with engine.begin() as connection:
+            connection.execute(statement, params)
+
+    # A lock error here once ended the tick with the rest of its batch unsent.
+    retry_on_busy(record, what="dispatch: recording carrier ids")
 
 
 def _record_carrier_id(engine: Engine, attempt_id: int, call: CarrierCall, at: datetime,
@@ -602,11 +625,13 @@ def _record_carrier_id(engine: Engine, attempt_id: int, call: CarrierCall, at: d
 
 
 def _record_carrier_failure(engine: Engine, attempt_id: int, message: str, at: datetime) -> int:
-    with session_scope(engine) as session:
-        return session.execute(update(Attempt).where(
-            Attempt.id == attempt_id, Attempt.status == "sending", Attempt.carrier_id.is_(None))
-            .values(status="failed", outcome="carrier_error", error=f"carrier: {message}"[:2000],
-                    lease_until=None, claimed_by=None, updated_at=at)).rowcount
+    def record() -> int:
+        with session_scope(engine) as session:
+            return session.execute(update(Attempt).where(
+                Attempt.id == attempt_id, Attempt.status == "sending", Attempt.carrier_id.is_(None))
+                .values(status="failed", outcome="carrier_error", error=f"carrier: {message}"[:2000],
+                        lease_until=None, claimed_by=None, updated_at=at)).rowcount
+    return retry_on_busy(record, what="dispatch: recording a carrier refusal")
 
 
 def _back_to_gate(engine: Engine, attempt_id: int, at: datetime, worker_id: str) -> int:

@@ -21,10 +21,10 @@ BODY = {"name": "held", "channel": "sms", "purpose": "informational", "caller_id
         "script": "Your appointment is tomorrow. Reply STOP to opt out.", "settings": {"cps": 1}}
 
 
-@contextmanager
-def write_lock_held(database: str, seconds: float):
-    """Another process's writer: takes SQLite's write lock at once and releases it after
-    `seconds` (in a thread, so the code under test runs meanwhile)."""
+def hold_write_lock(database: str, seconds: float,
+                    release_early: threading.Event | None = None) -> tuple[threading.Thread, threading.Event]:
+    """Another process's writer: takes SQLite's write lock now and releases it after `seconds`,
+    or as soon as `release_early` is set (in a thread, so the code under test runs meanwhile)."""
     holder = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")
     holder.execute("CREATE TABLE IF NOT EXISTS lock_holder (x)")
@@ -32,17 +32,35 @@ def write_lock_held(database: str, seconds: float):
     released = threading.Event()
 
     def release() -> None:
-        time.sleep(seconds)
+        (release_early or threading.Event()).wait(seconds)
         holder.execute("ROLLBACK")
+        holder.close()
         released.set()
 
     thread = threading.Thread(target=release, daemon=True)
     thread.start()
+    return thread, released
+
+
+@contextmanager
+def write_lock_held(database: str, seconds: float):
+    thread, released = hold_write_lock(database, seconds)
     try:
         yield released
     finally:
         thread.join()
-        holder.close()
+
+
+@contextmanager
+def write_lock_held_throughout(database: str):
+    """The lock held until the block ends (however slow the machine is meanwhile)."""
+    done = threading.Event()
+    thread, _released = hold_write_lock(database, 300, release_early=done)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def _client(env_api_users, busy_timeout_ms: int) -> TestClient:
@@ -72,7 +90,7 @@ def test_post_campaign_waits_for_a_lock_released_within_the_bound_and_answers_20
 
 def test_post_campaign_past_the_bound_answers_503_with_retry_after_never_500(env_api_users):
     client = _client(env_api_users, busy_timeout_ms=300)
-    with write_lock_held(_database_file(env_api_users), seconds=2.0):
+    with write_lock_held_throughout(_database_file(env_api_users)):
         response = client.post("/v1/campaigns", json=BODY)
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"] == "5"
@@ -145,9 +163,40 @@ def test_cli_past_the_bound_prints_a_clear_error_and_exits_75(outbound_env, tmp_
     env = {**os.environ, "OUTBOUND_SQLITE_BUSY_TIMEOUT_MS": "300"}
     command = [str(outbound), "campaign", "create", "held", "--channel", "sms", "--purpose", "informational",
                "--caller-id", "+12125550100", "--script", "Reply STOP to opt out."]
-    with write_lock_held(database, seconds=6.0):
+    with write_lock_held_throughout(database):
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 75, result.stderr
     assert "database is busy" in result.stderr and "try again" in result.stderr
     assert "Traceback" not in result.stderr and "locked" not in result.stderr.lower()
     assert subprocess.run(command, env=env, capture_output=True, text=True, timeout=60).returncode == 0
+
+
+def test_a_dispatch_tick_waits_out_a_lock_taken_mid_batch_and_sends_and_records_every_call(tmp_path):
+    from consent.rules import load_pack
+    from dispatch_support import FakeAdapter, FakeRegistry, new_york_phone, running_campaign
+    from outbound.db import ensure_schema, session_scope
+    from outbound.models import Attempt
+    from scheduler.dispatch import dispatch_once
+    from sqlalchemy import select
+
+    database = str(tmp_path / "outbound.db")
+    engine = make_engine(f"sqlite:///{database}", sqlite_busy_timeout_ms=100)
+    ensure_schema(engine)
+    running_campaign(engine, [new_york_phone(i) for i in range(20)])
+    holders = []
+
+    def import_starts(_request) -> None:
+        # On the 5th carrier request another writer takes the lock for 12 busy timeouts.
+        if len(adapter.calls) == 4 and not holders:
+            holders.append(hold_write_lock(database, seconds=1.2))
+
+    adapter = FakeAdapter(before_call=import_starts)
+    from dispatch_support import NOON_NEW_YORK
+    report = dispatch_once(engine, adapter, worker_id="w1", now=NOON_NEW_YORK, pack=load_pack(),
+                           registry=FakeRegistry())
+    holders[0][0].join()
+    assert report.dialed == 20 and len(adapter.calls) == 20
+    with session_scope(engine) as session:
+        rows = session.execute(select(Attempt.status, Attempt.carrier_id)).all()
+    assert {status for status, _ in rows} == {"dialing"}
+    assert sorted(sid for _, sid in rows) == sorted(sid for sid, _ in adapter.calls)

@@ -13,12 +13,22 @@ thread and `INSERT ... SELECT ... FROM json_each(?)` stores them all in one step
 released. Other databases (PostgreSQL), an SQLite without JSON functions, and a batch holding a
 NUL character (SQLite's JSON functions cut text at a NUL) take `executemany`, which stores the
 same values.
+
+Other writers get in between: SQLite has one writer at a time, and an import holding the write
+lock for a 100k-row transaction kept `POST /v1/campaigns` and the worker waiting past their busy
+timeout. A transaction (a *slice*) is therefore committed after SLICE_SECONDS of holding the
+lock as well as after COMMIT_ROWS rows, and the writer then leaves the lock free for
+SLICE_GAP_SECONDS, long enough for a writer polling in its busy handler to take it. While the
+parser is the slower side (the usual case) the gap costs nothing: the writer would be waiting
+for the next batch anyway. `BatchWriter.lock_holds` records how long each slice held the lock.
 """
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +37,10 @@ from operator import itemgetter
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from outbound.db import retry_on_busy
 from outbound.models import Contact, ImportReject
+
+log = logging.getLogger(__name__)
 
 # Bound once per import (every row of an import shares them), then the columns of each row, in
 # the order of the tuples in `Batch.contacts`.
@@ -38,8 +51,15 @@ REJECT_ROW_COLUMNS = ("line", "reason", "row")
 # A transaction per 100k rows, not per batch: each commit writes every index page it dirtied,
 # and random numbers dirty most of them, so small commits multiply the pages written.
 COMMIT_ROWS = 100_000
+# ... and at least this often (seconds the write lock was held), so that other writers (the API,
+# the worker) wait at most about this long (plus one batch) for an import.
+SLICE_SECONDS = 0.5
+# The lock left free after each slice: SQLite's busy handler polls a waiting writer every 25 to
+# 100 ms, so a gap of 20 ms is found within a few slices.
+SLICE_GAP_SECONDS = 0.02
 WRITE_QUEUE_BATCHES = 2          # batches parsed ahead of the writer: bounds memory
 SQLITE_IMPORT_CACHE_KIB = 128 * 1024
+SQLITE_IMPORT_CHECKPOINT_PAGES = 25_000   # about 100 MB of WAL between checkpoints during an import
 _E164_OF_ROW = itemgetter(CONTACT_ROW_COLUMNS.index("e164"))
 # What json.dumps writes for a NUL (ensure_ascii=False escapes only controls, quotes and
 # backslashes). A literal backslash-u0000 in a cell matches too; it merely takes the slow path.
@@ -65,11 +85,19 @@ class ImportConstants:
 
 class BatchWriter:
     """Stores batches on a thread of its own, on one connection, committing every COMMIT_ROWS
-    rows. `put` encodes the batch on the caller's thread (see the module's docstring); an error
-    on the writer is raised on the caller's thread at its next `put` or at `close`."""
+    rows or SLICE_SECONDS of holding the lock. `put` encodes the batch on the caller's thread (see
+    the module's docstring); an error on the writer is raised on the caller's thread at its next
+    `put` or at `close`."""
 
-    def __init__(self, engine: Engine, constants: ImportConstants) -> None:
+    def __init__(self, engine: Engine, constants: ImportConstants, *, slice_seconds: float | None = None,
+                 slice_gap_seconds: float | None = None) -> None:
         self._engine = engine
+        if engine.dialect.name != "sqlite":
+            # PostgreSQL locks rows, not the database: a long transaction keeps nobody waiting.
+            slice_seconds, slice_gap_seconds = float("inf"), 0.0
+        self._slice_seconds = SLICE_SECONDS if slice_seconds is None else slice_seconds
+        self._slice_gap_seconds = SLICE_GAP_SECONDS if slice_gap_seconds is None else slice_gap_seconds
+        self.lock_holds: list[float] = []      # seconds each committed slice held the write lock
         self._statements = _Statements(engine, constants)
         self._queue: queue.Queue[_Encoded | None] = queue.Queue(maxsize=WRITE_QUEUE_BATCHES)
         self._error: BaseException | None = None
@@ -90,6 +118,9 @@ class BatchWriter:
         """Waits until every batch put is stored (or the writer failed), then raises its error."""
         self.stop()
         self._raise_if_failed()
+        if self.lock_holds:
+            log.info("list import: %d transactions, the longest held the write lock %.0f ms",
+                     len(self.lock_holds), 1000 * max(self.lock_holds))
 
     def stop(self) -> None:
         """Waits for the writer to finish what it was given, without raising its error."""
@@ -105,16 +136,40 @@ class BatchWriter:
         try:
             with self._engine.connect() as connection, _bulk_load_cache(connection):
                 store = self._statements.store_with(connection)
-                transaction, uncommitted = connection.begin(), 0
+                transaction, uncommitted, locked_at = None, 0, 0.0
                 while (encoded := self._queue.get()) is not None:
-                    store(encoded)
+                    if transaction is None:
+                        transaction, locked_at = self._begin_slice(connection, store, encoded)
+                    else:
+                        store(encoded)
                     uncommitted += encoded.rows
-                    if uncommitted >= COMMIT_ROWS:
-                        transaction.commit()
-                        transaction, uncommitted = connection.begin(), 0
-                transaction.commit()
+                    if uncommitted >= COMMIT_ROWS or time.monotonic() - locked_at >= self._slice_seconds:
+                        self._commit_slice(transaction, locked_at)
+                        transaction, uncommitted = None, 0
+                if transaction is not None:
+                    self._commit_slice(transaction, locked_at)
         except BaseException as error:    # handed to the caller's thread
             self._error = error
+
+    def _begin_slice(self, connection, store, encoded: _Encoded):
+        """A new transaction whose first batch is stored: that is when the write lock is taken,
+        so when another writer holds it past the busy timeout, the slice (nothing of it stored
+        yet) is begun again, within retry_on_busy's bound."""
+        def first_store():
+            transaction, started = connection.begin(), time.monotonic()
+            try:
+                store(encoded)
+            except BaseException:
+                transaction.rollback()
+                raise
+            return transaction, started
+        return retry_on_busy(first_store, what="list import")
+
+    def _commit_slice(self, transaction, locked_at: float) -> None:
+        transaction.commit()
+        self.lock_holds.append(time.monotonic() - locked_at)
+        if self._slice_gap_seconds:
+            time.sleep(self._slice_gap_seconds)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -235,11 +290,16 @@ def _bulk_load_cache(connection) -> Iterator[None]:
         yield
         return
     default = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    checkpoint_default = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
     connection.exec_driver_sql(f"PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}")
+    # Slices are short (see SLICE_SECONDS), and each commit past 1,000 WAL pages would copy the
+    # pages it wrote into the database file at once; the next slice dirties most of them again.
+    connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {SQLITE_IMPORT_CHECKPOINT_PAGES}")
     connection.commit()         # the PRAGMAs opened SQLAlchemy's implicit transaction
     try:
         yield
     finally:
         connection.rollback()
         connection.exec_driver_sql(f"PRAGMA cache_size = {int(default)}")
+        connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {int(checkpoint_default)}")
         connection.commit()
