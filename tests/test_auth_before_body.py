@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 
-UPLOADS = ["/v1/campaigns/1/lists", "/v1/consent/import", "/v1/dnc/state/FL", "/v1/dnc/litigator",
+UPLOADS = ["/v1/campaigns/1/lists", "/v1/consent/import", "/v1/scrub", "/v1/dnc/state/FL", "/v1/dnc/litigator",
            "/v1/dnc/national", "/v1/dnc/national/changes"]
 FIFTY_MB = b"phone\n" + b"2125550123\n" * (50 * 1024 * 1024 // 11)
 
