@@ -209,12 +209,14 @@ class EvidenceIn(_Strict):
 
 def _a_real_seller(value: str) -> str:
     if seller_key(value) is None:
-        raise ValueError(f"{value!r} is the placeholder for consents recorded before consent named its "
-                         f"seller; name the seller that obtained this consent")
+        raise ValueError(f"{value!r} is the placeholder for records stored before they named their "
+                         f"seller; name the seller that obtained this consent or has this business "
+                         f"relationship")
     return value
 
 
-# A consent counts only for campaigns of the seller that obtained it (DESIGN.md, Invariants).
+# A consent counts only for campaigns of the seller that obtained it (DESIGN.md, Invariants), and
+# a business relationship is with one seller (47 CFR 64.1200(f)(5)).
 Seller = Annotated[Text, AfterValidator(_a_real_seller)]
 
 
@@ -283,7 +285,9 @@ class BusinessRelationshipIn(_Strict):
     phone: Phone
     last_transaction_at: Instant | None = None
     last_inquiry_at: Instant | None = None
-    seller: Text | None = None
+    seller: Seller = Field(description="the seller the customer transacted with or asked: the "
+                                       "relationship exempts only that seller's campaigns from the "
+                                       "national DNC list")
     note: Text | None = None
 
     @model_validator(mode="after")

@@ -28,7 +28,9 @@ from consent.ledger_io import (
 )
 from consent.row_digest import stored_digests
 from consent.tables import BusinessRelationship, ConsentRecord, Revocation
-from consent.types import Channel, ConsentGrant, ConsentKind, ConsentNeed, Purpose, RevocationFact
+from consent.types import (
+    Channel, ConsentGrant, ConsentKind, ConsentNeed, Purpose, RevocationFact, SellerRelationship,
+)
 
 
 class Audit(Protocol):
@@ -266,12 +268,11 @@ def _put_on_internal_list(session: Session, revocation: Revocation, *, actor: st
 
 def add_business_relationship(session: Session, relationship_in: BusinessRelationshipIn, *, actor: str,
                               at: datetime, audit: Audit) -> Recorded[BusinessRelationship]:
-    """Store a transaction and/or inquiry date; identical rows already on file are not repeated."""
+    """Store a transaction and/or inquiry date with its seller; identical rows already on file are
+    not repeated."""
     _require_aware("at", at)
-    seller_clause = (BusinessRelationship.seller.is_(None) if relationship_in.seller is None
-                     else BusinessRelationship.seller == relationship_in.seller)
     existing = session.scalars(select(BusinessRelationship).where(
-        BusinessRelationship.phone == relationship_in.phone, seller_clause,
+        BusinessRelationship.phone == relationship_in.phone, BusinessRelationship.seller == relationship_in.seller,
         _equal_or_null(BusinessRelationship.last_transaction_at, relationship_in.last_transaction_at),
         _equal_or_null(BusinessRelationship.last_inquiry_at, relationship_in.last_inquiry_at))).first()
     if existing is not None:
@@ -361,13 +362,26 @@ class LedgerFacts(NamedTuple):
 
     consents: tuple[ConsentGrant, ...] = ()
     revocations: tuple[RevocationFact, ...] = ()
-    ebr: BusinessDates = BusinessDates()
+    relationships: tuple[SellerRelationship, ...] = ()
 
     def fact_fields(self) -> dict[str, Any]:
-        """The `consent.types.Facts` fields this ledger fills: `Facts(**fields, national_dnc=...)`."""
+        """The `consent.types.Facts` fields this ledger fills: `Facts(**fields, national_dnc=...)`.
+
+        The business dates stay unset: a relationship exempts only its seller's campaigns, so
+        `scheduler.facts.for_seller` fills in the campaign's seller's (none counts before that)."""
         return {"consents": self.consents, "revocations": self.revocations,
-                "last_transaction_at": self.ebr.last_transaction_at,
-                "last_inquiry_at": self.ebr.last_inquiry_at}
+                "relationships": self.relationships}
+
+    def ebr_of(self, seller: str | None) -> BusinessDates:
+        return business_dates_of(self.relationships, seller)
+
+
+def business_dates_of(relationships: Iterable[SellerRelationship], seller: str | None) -> BusinessDates:
+    """The latest transaction and inquiry on file with `seller`; none for another seller, no
+    seller, or the placeholder of relationships migrated without one (fail closed)."""
+    mine = [r for r in relationships if same_seller(r.seller, seller)]
+    return BusinessDates(max((r.last_transaction_at for r in mine if r.last_transaction_at), default=None),
+                         max((r.last_inquiry_at for r in mine if r.last_inquiry_at), default=None))
 
 
 def evidence_summary(record: ConsentRecord) -> str:
@@ -416,16 +430,25 @@ def _facts(consents: Iterable[ConsentRecord], revocations: Iterable[Revocation],
     grants = tuple(grant_of(record) for record in current_records(consents))
     facts = tuple(revocation_fact(revocation)
                   for revocation in sorted(revocations, key=lambda r: (r.received_at, r.id)))
-    return LedgerFacts(grants, facts, _business_dates(relationships, at))
+    return LedgerFacts(grants, facts, _seller_relationships(relationships, at))
 
 
-def _business_dates(relationships: Iterable[BusinessRelationship], at: datetime) -> BusinessDates:
-    # A date after `at` was not a fact at `at`; the latest date on file wins.
-    transactions = [r.last_transaction_at for r in relationships
-                    if r.last_transaction_at is not None and r.last_transaction_at <= at]
-    inquiries = [r.last_inquiry_at for r in relationships
-                 if r.last_inquiry_at is not None and r.last_inquiry_at <= at]
-    return BusinessDates(max(transactions, default=None), max(inquiries, default=None))
+def _seller_relationships(relationships: Iterable[BusinessRelationship], at: datetime
+                          ) -> tuple[SellerRelationship, ...]:
+    """Per seller (compared as `same_seller` does), the latest transaction and inquiry dates at
+    or before `at`: a date after `at` was not a fact at `at`."""
+    dates: dict[str, list] = {}
+    for row in sorted(relationships, key=lambda r: r.id or 0):
+        key = seller_key(row.seller)
+        if key is None:
+            continue                 # the placeholder: a relationship with no known seller counts for none
+        found = dates.setdefault(key, [row.seller, None, None])
+        for index, instant in ((1, row.last_transaction_at), (2, row.last_inquiry_at)):
+            if instant is not None and instant <= at and (found[index] is None or instant > found[index]):
+                found[index] = instant
+    return tuple(SellerRelationship(seller, transaction, inquiry)
+                 for _key, (seller, transaction, inquiry) in sorted(dates.items())
+                 if transaction is not None or inquiry is not None)
 
 
 def facts_for(session: Session, phone_e164: str, at: datetime) -> LedgerFacts:

@@ -66,7 +66,9 @@ class BusinessRelationship(SQLModel, table=True):
     phone: str = Field(index=True)
     last_transaction_at: datetime | None = instant_field(nullable=True)
     last_inquiry_at: datetime | None = instant_field(nullable=True)
-    seller: str | None = None
+    # An established business relationship is with one seller (47 CFR 64.1200(f)(5)) and exempts
+    # only its campaigns. Rows from before migration 0007 may hold "unknown", which matches none.
+    seller: str = Field(description="the seller the relationship is with")
     recorded_at: datetime = instant_field()
     recorded_by: str = "system"
     note: str | None = None

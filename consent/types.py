@@ -81,6 +81,18 @@ class RevocationFact:
 
 
 @dataclass(frozen=True, slots=True)
+class SellerRelationship:
+    """The latest business-relationship dates on file with one seller. The gate never reads it: an
+    EBR exempts only its seller's campaigns (47 CFR 64.1200(f)(5)), so the engine folds the
+    campaign's seller's dates into `Facts.last_transaction_at/last_inquiry_at` before asking
+    (scheduler.facts.for_seller), and a scenario's `ebr` has no seller."""
+
+    seller: str
+    last_transaction_at: datetime | None = None
+    last_inquiry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NationalDnc:
     listed: bool
     registered_on: str | None
@@ -106,6 +118,9 @@ class Facts:
     last_transaction_at: datetime | None = None
     last_inquiry_at: datetime | None = None
     history: tuple[PriorAttempt, ...] = ()
+    # Every seller's relationships, as the ledger holds them; the gate reads only the two dates
+    # above (see SellerRelationship).
+    relationships: tuple[SellerRelationship, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

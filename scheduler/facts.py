@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from consent import dnc, records
+from consent.ledger_io import same_seller
 from consent.types import Channel, Facts, NationalDnc, PriorAttempt, RevocationFact
 from outbound import opt_out_journal
 from outbound.models import Attempt, Contact
@@ -35,8 +36,9 @@ class NationalRegistry(Protocol):
 
 def load_batch_facts(session: Session, phones: Sequence[str], at: datetime,
                      registry: NationalRegistry) -> dict[str, Facts]:
-    """`{e164: Facts}` for every phone given, as known at `at`. The consents are every seller's
-    (a batch mixes campaigns): narrow them with `for_seller` before asking the gate."""
+    """`{e164: Facts}` for every phone given, as known at `at`. The consents and business
+    relationships are every seller's (a batch mixes campaigns), and no business date is set yet:
+    `for_seller` narrows them to one campaign's before asking the gate."""
     wanted = list(dict.fromkeys(phones))
     ledger = records.facts_for_many(session, wanted, at)
     listings = dnc.sources_listing_many(session, wanted)
@@ -73,9 +75,14 @@ def _with_journaled(fields: dict, journaled: tuple[RevocationFact, ...]) -> dict
 
 def for_seller(facts: Facts, seller: str) -> Facts:
     """The facts of one campaign's attempt: only consents obtained by the campaign's seller count
-    (DESIGN.md, Invariants). Revocations stay whoever obtained the consent: an opt-out stops
-    every campaign's attempts on its channel, the fail-closed reading of a do-not-call request."""
-    return replace(facts, consents=records.of_seller(facts.consents, seller))
+    (DESIGN.md, Invariants), and only a business relationship with that seller exempts from the
+    national list (47 CFR 64.1200(f)(5)). Revocations stay whoever obtained the consent: an
+    opt-out stops every campaign's attempts on its channel, the fail-closed reading of a
+    do-not-call request."""
+    relationships = tuple(r for r in facts.relationships if same_seller(r.seller, seller))
+    ebr = records.business_dates_of(relationships, seller)
+    return replace(facts, consents=records.of_seller(facts.consents, seller), relationships=relationships,
+                   last_transaction_at=ebr.last_transaction_at, last_inquiry_at=ebr.last_inquiry_at)
 
 
 def national_dnc(fact: dict) -> NationalDnc | None:

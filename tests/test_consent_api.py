@@ -133,11 +133,11 @@ def test_post_revocation_refuses_an_unknown_via(client):
 
 def test_post_business_relationship(client, engine):
     response = client.post("/v1/business-relationships",
-                           json={"phone": "2125550123", "last_inquiry_at": "2026-06-01T00:00:00Z"})
+                           json={"phone": "2125550123", "seller": "Acme", "last_inquiry_at": "2026-06-01T00:00:00Z"})
     assert response.status_code == 201, response.text
-    assert response.json()["last_inquiry_at"] == "2026-06-01T00:00:00Z"
+    assert (response.json()["last_inquiry_at"], response.json()["seller"]) == ("2026-06-01T00:00:00Z", "Acme")
 
-    missing = client.post("/v1/business-relationships", json={"phone": "2125550123"})
+    missing = client.post("/v1/business-relationships", json={"phone": "2125550123", "seller": "Acme"})
     assert missing.status_code == 422
     assert "give last_transaction_at, last_inquiry_at or both" in json.dumps(missing.json())
 

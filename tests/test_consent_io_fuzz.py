@@ -127,7 +127,7 @@ def good_records(draw) -> dict:
     if record_type == "revocation":
         return {**base, "channels": ["sms"], "via": draw(st.sampled_from(["sms_stop", "keypress", "agent"])),
                 "received_at": draw(instants).isoformat(), "note": draw(st.none() | plain_text)}
-    return {**base, "last_inquiry_at": draw(instants).isoformat()}
+    return {**base, "seller": draw(plain_text.filter(seller_key)), "last_inquiry_at": draw(instants).isoformat()}
 
 
 @given(st.lists(st.tuples(st.booleans(), good_records(), json_values), min_size=1, max_size=15))

@@ -192,15 +192,17 @@ def test_business_relationships_are_stored_once_and_the_latest_date_before_at_is
     for fields in ({"last_transaction_at": "2025-01-01T00:00:00Z"},
                    {"last_transaction_at": "2026-05-01T00:00:00Z", "last_inquiry_at": "2026-05-02T00:00:00Z"},
                    {"last_transaction_at": "2026-08-01T00:00:00Z"}):      # after NOW: not a fact yet
-        relationship = BusinessRelationshipIn.model_validate({"phone": PHONE, **fields})
+        relationship = BusinessRelationshipIn.model_validate({"phone": PHONE, "seller": "Acme", **fields})
         records.add_business_relationship(session, relationship, actor="dave", at=RECORDED, audit=audit.append)
     again = records.add_business_relationship(
-        session, BusinessRelationshipIn.model_validate({"phone": PHONE, "last_transaction_at": "2025-01-01T00:00:00Z"}),
+        session, BusinessRelationshipIn.model_validate({"phone": PHONE, "seller": "Acme",
+                                                        "last_transaction_at": "2025-01-01T00:00:00Z"}),
         actor="dave", at=RECORDED, audit=audit.append)
     session.commit()
 
     assert not again.created and count(session, BusinessRelationship) == 3
-    assert records.facts_for(session, PHONE, NOW).ebr == (utc("2026-05-01T00:00:00"), utc("2026-05-02T00:00:00"))
+    assert records.facts_for(session, PHONE, NOW).ebr_of("acme") == (utc("2026-05-01T00:00:00"),
+                                                                    utc("2026-05-02T00:00:00"))
     events = audit_events(session, "consent.business_relationship")
     assert len(events) == 3 and {e.actor for e in events} == {"dave"}
 
@@ -321,7 +323,8 @@ def test_history_lists_everything_in_time_order_with_who_recorded_it(session):
     add(session, granted_at="2026-01-01T00:00:00Z")
     revoke(session, received_at="2026-02-01T00:00:00")
     records.add_business_relationship(
-        session, BusinessRelationshipIn.model_validate({"phone": PHONE, "last_inquiry_at": "2025-12-01T00:00:00Z"}),
+        session, BusinessRelationshipIn.model_validate({"phone": PHONE, "seller": "Acme",
+                                                        "last_inquiry_at": "2025-12-01T00:00:00Z"}),
         actor="dave", at=RECORDED, audit=audit.append)
     add(session, actor="carol", granted_at="2026-03-01T00:00:00Z", evidence={"certificate_id": "CERT-2"})
     add(session, phone=OTHER_PHONE)
@@ -373,7 +376,7 @@ MIXED_CSV = b"""type,phone,kind,channels,purposes,seller,granted_at,expires_at,d
 consent,(212) 555-0123,written,voice;sms,telemarketing,Acme,2026-01-01T00:00:00Z,,I agree,,,
 ,212-555-0124,express,voice sms,informational,Acme,2026-01-01T00:00:00-05:00,,,,,
 revocation,2125550123,,sms,,,,,,sms_stop,2026-02-01T00:00:00Z,
-business_relationship,2125550123,,,,,,,,,,2025-12-01T00:00:00Z
+business_relationship,2125550123,,,,Acme,,,,,,2025-12-01T00:00:00Z
 consent,555,verbal,fax,,,2026-01-01,,,,,
 consent,2125550123,written,voice,telemarketing,Acme,2026-03-01T00:00:00Z,2026-02-01T00:00:00Z,I agree,,,
 """
