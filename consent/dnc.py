@@ -25,7 +25,7 @@ from sqlalchemy import func, insert, or_, select
 from sqlmodel import Session
 
 from consent import bulk_numbers
-from consent.location import parse_nanp, to_e164
+from consent.location import known_states, parse_nanp, to_e164
 from consent.text_files import read_text_file
 from consent.registry_store import STALE_AFTER_DAYS, RegistryStore, age_days
 from consent.row_digest import stored_digests, stored_row_set
@@ -322,8 +322,9 @@ def import_state_list(session: Session, state: str, path: str | Path, *, at: dat
                       synced_at: datetime | None = None) -> ListImportReport:
     """Load a state's do-not-call list; it replaces that state's previous load."""
     code = (state or "").strip().upper()
-    if len(code) != 2 or not code.isalpha():
-        raise DncError(f"state code {state!r}: use a two-letter USPS code such as FL")
+    if code not in known_states():
+        # A typo (FK for FL) must not load as a list of its own while FL's stays old.
+        raise DncError(f"state code {state!r}: use the two-letter USPS code of a US state or territory, such as FL")
     return _import_list(session, Path(path), kind=STATE_LIST_KIND, state=code, at=at, actor=actor,
                         audit=audit, version=version, synced_at=synced_at)
 

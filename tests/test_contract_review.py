@@ -77,3 +77,19 @@ def test_a_byte_order_mark_does_not_cost_the_first_decision(cli_runner, outbound
     first, second = plain.stdout.splitlines()
     assert first == second == single.stdout.strip()
     assert json.loads(first)["verdict"] == "allow"
+
+
+# --- hole: a state list loaded under a code that names no state ------------------------------
+# `outbound dnc import state ZZ list.txt` exited 0 and stored a "state:ZZ" source, so a typo (FK
+# for FL) looked like a successful refresh while Florida's list stayed as old as it was.
+
+def test_a_state_list_for_no_state_is_refused_and_stores_nothing(cli_runner, outbound_env, tmp_path):
+    numbers = tmp_path / "list.txt"
+    numbers.write_text("3055550101\n3055550102\n")
+    refused = cli_runner.invoke(app, ["dnc", "import", "state", "ZZ", str(numbers)])
+    assert refused.exit_code == 2
+    assert "'ZZ'" in refused.output and "USPS" in refused.output
+    status = cli_runner.invoke(app, ["dnc", "status", "--json"])
+    assert not any(source["source"].startswith("state:") for source in json.loads(status.stdout))
+    loaded = cli_runner.invoke(app, ["dnc", "import", "state", "fl", str(numbers)])
+    assert loaded.exit_code == 0, loaded.output
