@@ -33,11 +33,11 @@ from datetime import datetime
 from sqlalchemy import case, select
 from sqlmodel import Session
 
-from consent import records
+from consent import dnc, records
 from consent.ledger_io import ConsentIn, RevocationVia
 from consent.tables import ConsentRecord, Revocation
 from consent.types import Channel
-from outbound import audit
+from outbound import audit, resubscribe_requests
 from outbound.carrier_event_log import (
     ACTOR, WebhookResult, claim_event, required, save_result, stored_result,
 )
@@ -45,7 +45,7 @@ from outbound.models import Campaign, Contact
 from outbound.settings import get_settings
 from outbound.sms_keywords import (
     Classification, Intent, already_subscribed_reply, cannot_resubscribe_reply, classify,
-    help_reply, opt_out_confirmation, resubscribed_reply,
+    help_reply, opt_out_confirmation, resubscribe_requested_reply, resubscribed_reply,
 )
 from telephony.adapter import CarrierError, SmsRequest
 
@@ -122,6 +122,24 @@ def _opt_out(session: Session, base: WebhookResult, verdict: Classification, pho
 
 def _resubscribe(session: Session, base: WebhookResult, phone: str, program: SmsProgram,
                  message_sid: str, at: datetime) -> tuple[WebhookResult, str]:
+    """The re-opt-in, told truthfully: while the number is on the internal do-not-call list (a
+    STOP put it there), texts stay blocked whatever consent is on file, and only a compliance
+    user removes the entry. Then the START is a request for review (outbound.resubscribe_requests)
+    and the reply says so; the entry stays."""
+    result, text = _reopt_in(session, base, phone, program, message_sid, at)
+    entry = dnc.internal_entry(session, phone)
+    if entry is None or result.action == "no_consent":
+        return result, text         # nothing listed; or nothing a review could resume
+    resubscribe_requests.record_request(session, phone, entry, message_sid=message_sid, outcome=result.action,
+                                        detail=result.detail, at=at)
+    held = (f"on the internal do-not-call list (entry#{entry['id']}): texts resume once a compliance "
+            "user removes it; request recorded")
+    return (replace(result, action="resubscribe_requested", detail=_join(result.detail, held)),
+            resubscribe_requested_reply(program.brand))
+
+
+def _reopt_in(session: Session, base: WebhookResult, phone: str, program: SmsProgram,
+              message_sid: str, at: datetime) -> tuple[WebhookResult, str]:
     """Re-opt-in only where an SMS consent exists and a text opt-out is what stopped it.
 
     The ledger revokes a consent by a revocation received after its grant, and never edits rows,

@@ -96,6 +96,13 @@ def resubscribed_reply(brand: str) -> str:
             "Msg & data rates may apply. Reply HELP for help, STOP to opt out.")
 
 
+def resubscribe_requested_reply(brand: str) -> str:
+    # The number is on the internal do-not-call list, which only a compliance review lifts:
+    # saying "resubscribed" would promise texts the engine will not send.
+    return (f"{brand}: we got your request to get texts again. Texts resume only once our team has "
+            "reviewed it; until then you won't get texts from us.")
+
+
 def already_subscribed_reply(brand: str) -> str:
     return f"{brand}: you're already subscribed to texts. Reply STOP to opt out."
 

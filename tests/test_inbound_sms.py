@@ -206,7 +206,9 @@ def test_start_after_stop_re_opts_in_texts_only_where_consent_exists(session, ca
 
     result = text(session, "START", carrier, when=at(120))
 
-    assert result.action == "resubscribed" and result.applied
+    # The STOP also put the number on the internal list, which only compliance lifts: the START
+    # is recorded (consent and request), and the reply says texts resume after review.
+    assert result.action == "resubscribe_requested" and result.applied
     reinstated = session.execute(select(ConsentRecord).where(ConsentRecord.id != record.id)).scalar_one()
     assert (reinstated.channels, reinstated.kind, reinstated.purposes) == ("sms", "written", "telemarketing")
     assert reinstated.granted_at == at(120) and f"reinstating consent#{record.id}" in reinstated.evidence["source"]
@@ -215,7 +217,7 @@ def test_start_after_stop_re_opts_in_texts_only_where_consent_exists(session, ca
     voice = records.relied_on(facts.consents, facts.revocations, Channel.VOICE, Purpose.TELEMARKETING,
                               ConsentNeed.WRITTEN, at(121))
     assert voice.grant is None                                    # calls stay revoked
-    assert "resubscribed" in carrier.sent[-1].body and len(carrier.sent) == 2
+    assert "resume only once our team has reviewed it" in carrier.sent[-1].body and len(carrier.sent) == 2
 
 
 def test_start_without_consent_records_nothing_and_says_why(session, campaign, engine):

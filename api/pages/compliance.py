@@ -25,7 +25,7 @@ from api.pages.rendering import render
 from api.pages.svg_chart import blocked_by_reason_svg
 from consent import dnc, records
 from consent.tables import BusinessRelationship, ConsentRecord, DncSource, Revocation
-from outbound import audit
+from outbound import audit, resubscribe_requests
 from outbound.campaigns import campaign_seller
 from outbound.decisions import load_decision
 from outbound.models import Campaign
@@ -147,6 +147,8 @@ def why(request: Request, session: SessionDep, now: NowDep, user=Compliance,
                    relationships=session.execute(select(BusinessRelationship).where(
                        BusinessRelationship.phone == e164)).scalars().all(),
                    listing=dnc.sources_listing(session, e164),
+                   internal_entry=resubscribe_requests.entry_with_requests(
+                       session, e164, dnc.internal_entry(session, e164)),
                    sources={row["source"]: row for row in dnc.status(session, _registry(), now)})
     return render(request, "compliance/why.html", context)
 

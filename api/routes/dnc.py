@@ -28,7 +28,7 @@ from api.database import NowDep, SessionDep
 from api.phone_param import e164_param
 from consent import dnc
 from consent.registry_store import MalformedInput, RegistryInputError, RegistryStore, RegistryUnavailable
-from outbound import audit
+from outbound import audit, resubscribe_requests
 from outbound.settings import get_settings
 
 router = APIRouter(prefix="/v1/dnc", tags=["dnc"], dependencies=[Depends(require_roles("compliance"))])
@@ -80,8 +80,10 @@ def get_status(session: SessionDep, now: NowDep) -> list[dict[str, Any]]:
 @router.get("/numbers/{phone}", responses=UNUSABLE, summary="Which lists hold this number now")
 def get_number(phone: Annotated[str, Path(max_length=40)], session: SessionDep) -> dict[str, Any]:
     e164 = e164_param(phone)
+    # The active internal entry, with any START received while it stood (a request to review).
+    entry = resubscribe_requests.entry_with_requests(session, e164, dnc.internal_entry(session, e164))
     return {"phone": e164, "national": registry_store().national_fact(e164), **dnc.sources_listing(session, e164),
-            "internal_entry": dnc.internal_entry(session, e164)}
+            "internal_entry": entry}
 
 
 @router.post("/internal", responses=UNUSABLE, summary="Put a number on the internal list (200 if already on it)")
