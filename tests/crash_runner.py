@@ -30,7 +30,7 @@ from scheduler.worker import Intervals, Worker  # noqa: E402
 
 # Short leases, so a killed worker's attempts are recovered within the test's time.
 CONFIG = DispatchConfig(batch_size=10, lease_seconds=2, send_lease_seconds=2, call_lease_seconds=0.5,
-                        pacing_window_seconds=2)
+                        pacing_window_seconds=2, callback_window_seconds=3)
 
 
 def main() -> int:
