@@ -185,8 +185,21 @@ def location_under(location: Location, zip_code: str | None, state: str | None,
     prefixes = override_prefixes(zone_overrides)
     if e164 is None or (e164[2:5] not in prefixes and e164[2:8] not in prefixes):
         return location
-    zones = _candidate_zones(e164[:8], zip_code, state, zone_overrides)
+    if location.number_zones is not None and location.address_zones is not None:
+        zones = zones_from_parts(e164[:8], location.number_zones, location.address_zones, zone_overrides)
+    else:
+        zones = _candidate_zones(e164[:8], zip_code, state, zone_overrides)
     return location if zones == location.timezones else replace(location, timezones=zones)
+
+
+@lru_cache(maxsize=4096)
+def zones_from_parts(e164_prefix: str, number_zones: tuple[str, ...], address_zones: tuple[str, ...],
+                     zone_overrides: ZoneOverrides) -> tuple[str, ...]:
+    """Candidate zones from what they are made of, with no lookup: the number's zones as the
+    overrides correct them (a number phonenumbers places nowhere stays nowhere), plus the
+    address's. `_candidate_zones` gives the same for the parts `resolve_location` records."""
+    corrected = zone_overrides.zones_for(e164_prefix[2:8]) if number_zones else None
+    return tuple(sorted({*(number_zones if corrected is None else corrected), *address_zones}))
 
 
 @lru_cache(maxsize=64)
@@ -204,7 +217,8 @@ def _resolve_location(phone: str, zip_code: str | None, state: str | None, zone_
     _zones, number_state, region = _prefix_facts(e164[:8], zone_overrides)
     states = {s for s in (number_state, *_address_states(zip_code, state)) if s}
     return Location(e164=e164, timezones=_candidate_zones(e164[:8], zip_code, state, zone_overrides),
-                    states=tuple(sorted(states)), region=region)
+                    states=tuple(sorted(states)), region=region,
+                    number_zones=library_prefix_facts(e164[:8])[0], address_zones=_address_zones(zip_code, state))
 
 
 @lru_cache(maxsize=65536)
@@ -218,6 +232,14 @@ def _candidate_zones(e164_prefix: str, zip_code: str | None, state: str | None,
     elif address_state:
         candidate_zones.update(zones_for_state(address_state))
     return tuple(sorted(candidate_zones))
+
+
+def _address_zones(zip_code: str | None, state: str | None) -> tuple[str, ...]:
+    """The zones an address adds to the number's: the ZIP's, else every zone of its state."""
+    zip_zone, address_state = _address_facts(zip_code, state)
+    if zip_zone:
+        return (zip_zone,)
+    return zones_for_state(address_state) if address_state else ()
 
 
 def _address_states(zip_code: str | None, state: str | None) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from pydantic_core import PydanticCustomError
 
 from consent.location import UnknownState, known_states, resolve_location
 from consent.types import (
-    AttemptRequest, Channel, ConsentGrant, ConsentKind, Decision, Facts, LineType, NationalDnc,
+    AttemptRequest, Channel, ConsentGrant, ConsentKind, Decision, Facts, LineType, Location, NationalDnc,
     PriorAttempt, Purpose, RevocationFact, VoiceKind,
 )
 
@@ -146,21 +146,23 @@ class ScenarioIn(_Strict):
     history: list[HistoryIn] = []
 
 
-def parse_scenario(raw: Any) -> tuple[AttemptRequest, Facts, datetime]:
-    """Validate a decoded JSON scenario and resolve its contact; raises ScenarioError."""
+def parse_scenario(raw: Any, location: Location | None = None) -> tuple[AttemptRequest, Facts, datetime]:
+    """Validate a decoded JSON scenario and resolve its contact; raises ScenarioError. Given
+    `location` (what a stored decision resolved, for replay), the contact is placed there
+    rather than by phonenumbers and zipcodes again."""
     if not isinstance(raw, dict):
         raise ScenarioError(f"scenario: expected a JSON object, got {json_type(raw)}")
     try:
         scenario = ScenarioIn.model_validate(raw)
     except ValidationError as error:
         raise ScenarioError(_describe(error)) from None
-    return _checked(scenario)
+    return _checked(scenario, location)
 
 
-def _checked(scenario: ScenarioIn) -> tuple[AttemptRequest, Facts, datetime]:
+def _checked(scenario: ScenarioIn, location: Location | None = None) -> tuple[AttemptRequest, Facts, datetime]:
     if scenario.channel is Channel.VOICE and scenario.voice is None:
         raise ScenarioError("voice: required when channel is voice (live, prerecorded or artificial)")
-    return _request(scenario), _facts(scenario), _utc(scenario.at)
+    return _request(scenario, location), _facts(scenario), _utc(scenario.at)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -235,15 +237,16 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def _request(scenario: ScenarioIn) -> AttemptRequest:
+def _request(scenario: ScenarioIn, location: Location | None = None) -> AttemptRequest:
     contact = scenario.contact
     _check_state_code(contact.state, "contact.state")
     for index, code in enumerate(scenario.dnc.state):
         _check_state_code(code, f"dnc.state[{index}]")
-    try:
-        location = resolve_location(contact.phone, contact.zip, contact.state)
-    except UnknownState as error:
-        raise ScenarioError(f"contact.state: {error}") from None
+    if location is None:
+        try:
+            location = resolve_location(contact.phone, contact.zip, contact.state)
+        except UnknownState as error:
+            raise ScenarioError(f"contact.state: {error}") from None
     voice = scenario.voice if scenario.channel is Channel.VOICE else None
     return AttemptRequest(channel=scenario.channel, purpose=scenario.purpose, voice=voice,
                           automated=scenario.automated, line_type=contact.line_type,

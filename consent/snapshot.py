@@ -8,6 +8,12 @@ what was decided. So, per rule pack version and calendar year a decision touched
 dates are kept beside the pack (`resolved_year`), and a replay reads them back
 (`pack_from_snapshot`) instead of asking the library again.
 
+Likewise where the contact may be: phonenumbers and zipcodes place a number and an address, and
+an upgrade of either can move them. Each new decision is stored with the location it resolved
+(`location_snapshot`: validity, the number's zones before any override, the address's zones,
+the states, the region), and replay reads it back (`location_from_snapshot`) instead of placing
+the number again; the rule pack's zone overrides still apply, from the pack the decision named.
+
 A snapshot is JSON: `{"format": SNAPSHOT_FORMAT, "rules_version": ..., "pack": {...},
 "years": {"2026": {"holidays": {"UT@2021-01-01": {"2026-07-24": "Pioneer Day"}},
 "entries": {"UT": ["2021-01-01"]}}}}`. A plain pack (what older decisions were stored with)
@@ -22,6 +28,7 @@ from typing import Any
 
 from consent.holiday_calendar import holidays_for_year
 from consent.rules import RulePack, canonical_json
+from consent.types import Location
 from consent.windows import BLOCK_DAYS, SEARCH_DAYS
 
 SNAPSHOT_FORMAT = "outbound.rule-pack-snapshot/1"
@@ -114,3 +121,29 @@ def entries_differ(pack: RulePack, years: Iterable[int]) -> list[str]:
             differences.append(f"entries in force in {year} for {', '.join(changed)}: stored "
                                f"{[recorded.get(code) for code in changed]}, now {[now.get(code) for code in changed]}")
     return differences
+
+
+# --- the location a decision resolved -----------------------------------------------------------
+
+LOCATION_FORMAT = "outbound.location/1"
+
+
+def location_snapshot(location: Location) -> dict[str, Any]:
+    """The location as stored beside a decision (JSON)."""
+    return {"format": LOCATION_FORMAT, "e164": location.e164, "timezones": list(location.timezones),
+            "states": list(location.states), "region": location.region,
+            "number_zones": None if location.number_zones is None else list(location.number_zones),
+            "address_zones": None if location.address_zones is None else list(location.address_zones)}
+
+
+def location_from_snapshot(data: dict[str, Any]) -> Location:
+    """The stored location back; ValueError for anything else (a replay then says so)."""
+    if not isinstance(data, dict) or data.get("format") != LOCATION_FORMAT:
+        raise ValueError(f"not a stored location ({LOCATION_FORMAT})")
+
+    def zones(name: str) -> tuple[str, ...] | None:
+        value = data.get(name)
+        return None if value is None else tuple(value)
+    return Location(e164=data["e164"], timezones=tuple(data["timezones"]), states=tuple(data["states"]),
+                    region=data.get("region"), number_zones=zones("number_zones"),
+                    address_zones=zones("address_zones"))

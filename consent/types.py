@@ -54,6 +54,12 @@ class Location:
     timezones: tuple[str, ...]       # candidate IANA zones, sorted; empty when unknown
     states: tuple[str, ...]          # candidate state codes, sorted
     region: str | None = None        # phonenumbers region code of the number (US, PR, CA, ...)
+    # What the zones were formed from, when known (resolve_location gives them): the number's own
+    # zones as phonenumbers places them, before any override, and the zones its ZIP or state adds.
+    # With them the zones are formed again under a pack's overrides without asking phonenumbers
+    # or zipcodes: a stored decision replays the same after an upgrade of either.
+    number_zones: tuple[str, ...] | None = None
+    address_zones: tuple[str, ...] | None = None
 
     @property
     def valid(self) -> bool:
