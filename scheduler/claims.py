@@ -240,14 +240,14 @@ def reconcile_unrecorded(engine: Engine, adapter: Adapter, *, now: datetime, cal
 
 def _unrecorded(engine: Engine, now: datetime, limit: int) -> list[_Unrecorded]:
     statement = (select(Attempt.id, Attempt.channel, Contact.e164, Campaign.caller_id, Campaign.script,
-                        Attempt.dispatched_at, Attempt.updated_at)
+                        Attempt.updated_at)
                  .join(Contact, Contact.id == Attempt.contact_id).join(Campaign, Campaign.id == Attempt.campaign_id)
                  .where(Attempt.status.in_(SENDING_STATUSES), Attempt.carrier_id.is_(None),
                         Attempt.lease_until < now)
                  .order_by(Attempt.lease_until).limit(limit))
     with engine.connect() as connection:
         return [_Unrecorded(row.id, row.channel, row.e164, row.caller_id, row.script,
-                            row.dispatched_at or row.updated_at)
+                            row.updated_at)         # the sending mark's instant
                 for row in connection.execute(statement)]
 
 

@@ -381,8 +381,9 @@ def _plan(decision: Decision, request: AttemptRequest, settings: CampaignSetting
         # Cannot happen when the gate allowed; if it does, the window math disagrees with the
         # gate, and an allow without an expiry must not be sent.
         return _Plan(_waiting(now + timedelta(minutes=1), "window_close_unknown"), "deferred")
-    # Still `claimed` until the moment of sending (`_Sender.mark_sending`); dispatched_at now, so
-    # another batch deciding the same number counts this attempt against the caps meanwhile.
+    # Still `claimed` until the moment of sending (`_Sender.mark_sending`, whose instant is the
+    # attempt's updated_at); dispatched_at is the decision's instant, as the pacing budget and
+    # the caps count it, so another batch deciding the same number counts this attempt meanwhile.
     return _Plan({"status": "claimed", "allow_expires_at": expires_at, "dispatched_at": now,
                   "lease_until": now + send_lease,
                   "error": None}, "allowed")
@@ -454,7 +455,7 @@ class _Sender:
             # The UPDATE first: on SQLite it takes the write lock before anything is read.
             moved = session.execute(update(Attempt).where(
                 Attempt.id == item.attempt_id, Attempt.status == "claimed", Attempt.claimed_by == self.worker_id)
-                .values(status="sending", dispatched_at=at, lease_until=lease, updated_at=at)).rowcount
+                .values(status="sending", lease_until=lease, updated_at=at)).rowcount
             if not moved:
                 return LOST
             if not (opted_out_since(session, item.to, item.decided_at - RECHECK_MARGIN)

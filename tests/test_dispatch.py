@@ -58,8 +58,7 @@ def test_allow_stores_decision_and_audit_before_the_carrier_is_asked(engine, db_
     (attempt,) = attempts(engine)
     sid, request = adapter.calls[0]
     assert attempt.carrier_id == sid and request.to == "+12125550123"
-    # Handed to the carrier at the `sending` mark, just after the decision.
-    assert NOON_NEW_YORK <= attempt.dispatched_at < NOON_NEW_YORK + timedelta(seconds=1)
+    assert attempt.dispatched_at == NOON_NEW_YORK
     # The federal window closes at 21:00 EDT, 01:00 UTC the next day.
     assert attempt.allow_expires_at == datetime(2026, 7, 16, 1, 0, tzinfo=timezone.utc)
 
