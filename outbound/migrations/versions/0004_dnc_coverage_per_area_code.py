@@ -1,4 +1,8 @@
-"""dnc coverage per area code
+"""dnc coverage per area code (no schema change)
+
+Per-area-code coverage and sync dates of the national registry live in the registry store's
+manifest on disk, not in SQL, so this revision changes nothing. It stays in the chain because
+0005 revises it.
 
 Revision ID: 0004
 Revises: 0003
