@@ -7,6 +7,10 @@ as its audit event: a decision without its audit event, or the reverse, can not 
 Beside the pack, under `VERSION@YEAR`, go the dates it resolved for each calendar year a
 decision touched (holidays, entries in force: consent.snapshot), once per version and year, so
 a replay after a `holidays` or code upgrade still reads the dates the decision was made on.
+
+Each decision also keeps the location its contact was placed at (`decisions.location`: validity,
+the number's zones before overrides, the address's zones, states, region), so a replay after a
+`phonenumbers` or `zipcodes` upgrade places it where the decision did.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from consent.rules import RulePack, RulePackError
-from consent.snapshot import resolved_year, snapshot_json, years_of_stored
+from consent.location import UnknownState, resolve_location
+from consent.snapshot import location_snapshot, resolved_year, snapshot_json, years_of_stored
+from consent.types import Location
 from outbound import audit
 from outbound.audit import canonical_json
 from outbound.db import insert_ignoring_duplicates
@@ -40,9 +46,10 @@ class RulePackConflict(RuntimeError):
 
 def store_decision(session: Session, *, scenario: dict, decision: dict, rules_version: str,
                    rule_pack_json: str, attempt_id: int | None, actor: str,
-                   at: datetime) -> Decision:
+                   at: datetime, location: Location | None = None) -> Decision:
     """Store one decision (flushed, not committed) with its audit event; `at` is the instant
-    it was made. Raises RulePackConflict if `rules_version` is on file with another pack."""
+    it was made, `location` where its contact was placed (None: resolved from the scenario now).
+    Raises RulePackConflict if `rules_version` is on file with another pack."""
     _check_verdict(decision, rules_version)
     ensure_rule_pack(session, rules_version, rule_pack_json, at)
     ensure_resolved_years(session, rules_version, rule_pack_json, _stored_years(scenario, decision), at)
@@ -50,7 +57,7 @@ def store_decision(session: Session, *, scenario: dict, decision: dict, rules_ve
     row = Decision(id=uuid.uuid4().hex, attempt_id=attempt_id, phone=phone,
                    verdict=str(decision["verdict"]), rules_version=rules_version,
                    scenario=canonical_json(scenario), decision=canonical_json(decision),
-                   decided_at=at, created_at=at)
+                   location=location_json(scenario, location), decided_at=at, created_at=at)
     session.add(row)            # flushed with its audit event by audit.append
     audit.append(session, actor=actor, action=DECISION_ACTION, subject=row.id, at=at,
                  payload=_audit_payload(row.verdict, decision, rules_version, phone))
@@ -64,6 +71,7 @@ class NewDecision:
     scenario: dict
     decision: dict
     attempt_id: int | None
+    location: Location | None = None     # where the contact was placed; None: resolved from the scenario
 
 
 def store_decisions(session: Session, items: list[NewDecision], *, rules_version: str, rule_pack_json: str,
@@ -77,7 +85,7 @@ def store_decisions(session: Session, items: list[NewDecision], *, rules_version
         row = {"id": uuid.uuid4().hex, "attempt_id": item.attempt_id, "phone": phone,
                "verdict": str(item.decision["verdict"]), "rules_version": rules_version,
                "scenario": canonical_json(item.scenario), "decision": canonical_json(item.decision),
-               "decided_at": at, "created_at": at}
+               "location": location_json(item.scenario, item.location), "decided_at": at, "created_at": at}
         rows.append(row)
         events.append(audit.NewEvent(actor=actor, action=DECISION_ACTION, subject=row["id"], at=at,
                                      payload=_audit_payload(row["verdict"], item.decision, rules_version, phone)))
@@ -89,6 +97,21 @@ def store_decisions(session: Session, items: list[NewDecision], *, rules_version
     session.execute(insert(Decision.__table__), rows)
     audit.append_many(session, events)
     return [row["id"] for row in rows]
+
+
+def location_json(scenario: dict, location: Location | None) -> str | None:
+    """The stored form of where a decision placed its contact: `location`, else the scenario's
+    contact resolved now (the libraries the decision was just made with). None when the
+    scenario has no contact to place (a test's stand-in, an invalid state)."""
+    if location is None:
+        contact = scenario.get("contact") if isinstance(scenario, dict) else None
+        if not isinstance(contact, dict) or not isinstance(contact.get("phone"), str):
+            return None
+        try:
+            location = resolve_location(contact["phone"], contact.get("zip"), contact.get("state"))
+        except (UnknownState, TypeError, AttributeError):
+            return None
+    return canonical_json(location_snapshot(location))
 
 
 def _check_verdict(decision: dict, rules_version: str) -> None:

@@ -153,6 +153,10 @@ class Decision(SQLModel, table=True):
     rules_version: str = Field(foreign_key="rule_packs.version", index=True)
     scenario: str = Field(sa_column=Column(Text, nullable=False), description="canonical scenario JSON")
     decision: str = Field(sa_column=Column(Text, nullable=False), description="canonical decision JSON")
+    # Where the contact was placed (consent.snapshot.location_snapshot), so replay needs neither
+    # phonenumbers nor zipcodes as they were; None on decisions stored before migration 0009.
+    location: str | None = Field(default=None, sa_column=Column(Text, nullable=True),
+                                 description="canonical JSON of the resolved location")
     decided_at: datetime = instant_field(index=True)
     created_at: datetime = instant_field()
 

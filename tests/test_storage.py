@@ -207,7 +207,7 @@ def test_upgrade_clears_the_voice_the_old_default_gave_sms_campaigns(empty_engin
 def test_migrations_ship_inside_the_package():
     versions = Path(__file__).resolve().parents[1] / "outbound" / "migrations" / "versions"
     assert (versions / "0001_initial.py").is_file()
-    assert head_revision() == "0006"
+    assert head_revision() == "0009"
 
 
 # --- instants ---------------------------------------------------------------------------------

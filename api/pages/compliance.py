@@ -181,7 +181,8 @@ def _replay(engine: Engine, decision_id: str):
         if found is None:
             return None
         row, pack_json = found
-        return replay_row(row.id, row.decided_at.isoformat(), row.scenario, row.decision, pack_json)
+        return replay_row(row.id, row.decided_at.isoformat(), row.scenario, row.decision, pack_json,
+                          location=row.location)
 
 
 # --- DNC status and audit ------------------------------------------------------------------------

@@ -66,4 +66,5 @@ def get_decision(decision_id: DecisionId, session: SessionDep) -> DecisionOut:
              summary="Re-derive the decision from its stored inputs and rule pack; stores nothing")
 def replay(decision_id: DecisionId, session: SessionDep) -> ReplayResult:
     row, pack_json = _load(session, decision_id)
-    return replay_row(row.id, iso_utc(row.decided_at), row.scenario, row.decision, pack_json)
+    return replay_row(row.id, iso_utc(row.decided_at), row.scenario, row.decision, pack_json,
+                      location=row.location)
