@@ -29,13 +29,14 @@ record of it once the callback window has passed.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import Engine, bindparam, exists, or_, select, update
+from sqlalchemy import Engine, bindparam, select, union, update
 from sqlmodel import Session
 
 from consent.gate import evaluate
@@ -175,7 +176,7 @@ def dispatch_once(engine: Engine, adapter: Adapter, *, worker_id: str, now: date
                       what="dispatch: releasing claims")
         return report
     sender = _Sender(engine, adapter, worker_id=worker_id, pack=pack, registry=registry, config=config,
-                     report=report)
+                     report=report, upcoming=to_send)
     _send_all(sender, to_send, now=now, sleep=sleep, monotonic=monotonic)
     return report
 
@@ -430,6 +431,9 @@ def _pack_json(pack: RulePack) -> str:
 RECHECK_MARGIN = timedelta(minutes=5)
 
 SEND, LOST, HELD_BACK = "send", "lost", "held_back"
+# The sending step covers the requests due within this long (at most SLICE_MAX of them).
+SLICE_SECONDS = 0.2
+SLICE_MAX = 25
 
 
 @dataclass
@@ -443,25 +447,56 @@ class _Sender:
     registry: NationalRegistry
     config: DispatchConfig
     report: DispatchReport
+    upcoming: list[_ToSend] = field(default_factory=list)     # the batch's allowed attempts, in order
+    marked: dict[int, str] = field(default_factory=dict)      # attempt id -> SEND | LOST | HELD_BACK
 
     def mark_sending(self, item: _ToSend, at: datetime) -> str:
         """The committed step just before the carrier request: `claimed → sending`, with the last
         check for an opt-out since the batch was decided. SEND, LOST (no longer ours) or
         HELD_BACK (decided again on fresh facts, and not allowed now). An opt-out still waiting
         in the journal for the database counts too; an unreadable journal raises (the mark is
-        rolled back, the claim is reaped and goes back to the gate: nothing is sent)."""
+        rolled back, the claim is reaped and goes back to the gate: nothing is sent).
+
+        One commit per request would cap a worker at the disk's flush rate, so the step covers
+        the slice of requests due within SLICE_SECONDS (at the campaign's cps, at most
+        SLICE_MAX): a crash leaves at most that many `sending` without a carrier id, which the
+        reaper looks up at the carrier, and no request is sent more than SLICE_SECONDS after
+        its check."""
+        if item.attempt_id not in self.marked:
+            self._mark_slice(self._slice_from(item, at), at)
+        return self.marked.pop(item.attempt_id, LOST)
+
+    def _slice_from(self, item: _ToSend, at: datetime) -> list[_ToSend]:
+        size = max(1, min(SLICE_MAX, math.floor(item.cps * SLICE_SECONDS)))
+        start = next((n for n, upcoming in enumerate(self.upcoming) if upcoming.attempt_id == item.attempt_id), None)
+        if start is None:
+            return [item]
+        window_end = at + timedelta(seconds=SLICE_SECONDS)
+        # The item itself, then the next ones of its campaign whose allow outlives the slice.
+        return [item] + [later for later in self.upcoming[start + 1:]
+                         if later.campaign_id == item.campaign_id and later.expires_at > window_end
+                         and later.attempt_id not in self.marked][:size - 1]
+
+    def _mark_slice(self, items: list[_ToSend], at: datetime) -> None:
         lease = at + timedelta(seconds=self.config.send_lease_seconds)
+        ids = [item.attempt_id for item in items]
         with session_scope(self.engine) as session:
             # The UPDATE first: on SQLite it takes the write lock before anything is read.
-            moved = session.execute(update(Attempt).where(
-                Attempt.id == item.attempt_id, Attempt.status == "claimed", Attempt.claimed_by == self.worker_id)
-                .values(status="sending", lease_until=lease, updated_at=at)).rowcount
-            if not moved:
-                return LOST
-            if not (opted_out_since(session, item.to, item.decided_at - RECHECK_MARGIN)
-                    or journaled_revocations([item.to])):
-                return SEND
-            return self._decide_again(session, item, at, lease)
+            session.execute(update(Attempt).where(
+                Attempt.id.in_(ids), Attempt.status == "claimed", Attempt.claimed_by == self.worker_id)
+                .values(status="sending", lease_until=lease, updated_at=at))
+            ours = set(session.execute(select(Attempt.id).where(
+                Attempt.id.in_(ids), Attempt.status == "sending", Attempt.claimed_by == self.worker_id)).scalars())
+            since = min(item.decided_at for item in items) - RECHECK_MARGIN
+            opted_out = opted_out_among(session, [item.to for item in items if item.attempt_id in ours], since)
+            opted_out |= set(journaled_revocations([item.to for item in items if item.attempt_id in ours]))
+            for item in items:
+                if item.attempt_id not in ours:
+                    self.marked[item.attempt_id] = LOST
+                elif item.to in opted_out:
+                    self.marked[item.attempt_id] = self._decide_again(session, item, at, lease)
+                else:
+                    self.marked[item.attempt_id] = SEND
 
     def _decide_again(self, session: Session, item: _ToSend, at: datetime, lease: datetime) -> str:
         """An opt-out may have come after the decision: the gate decides again on fresh facts,
@@ -493,11 +528,19 @@ class _Sender:
 
 def opted_out_since(session: Session, phone: str, since: datetime) -> bool:
     """Whether a revocation or an internal do-not-call entry for `phone` was recorded at or after
-    `since`: one indexed query (revocations.phone, dnc_entries(list_kind, phone))."""
-    revoked = select(Revocation.id).where(Revocation.phone == phone, Revocation.recorded_at >= since)
-    listed = select(DncEntry.id).where(DncEntry.list_kind == "internal", DncEntry.phone == phone,
-                                       DncEntry.added_at >= since)
-    return bool(session.execute(select(or_(exists(revoked), exists(listed)))).scalar())
+    `since`."""
+    return phone in opted_out_among(session, [phone], since)
+
+
+def opted_out_among(session: Session, phones: list[str], since: datetime) -> set[str]:
+    """Which of `phones` got a revocation or an internal do-not-call entry recorded at or after
+    `since`: one query on the indexes (revocations.phone, dnc_entries(list_kind, phone))."""
+    if not phones:
+        return set()
+    revoked = select(Revocation.phone).where(Revocation.phone.in_(phones), Revocation.recorded_at >= since)
+    listed = select(DncEntry.phone).where(DncEntry.list_kind == "internal", DncEntry.phone.in_(phones),
+                                          DncEntry.added_at >= since)
+    return set(session.execute(union(revoked, listed)).scalars())
 
 
 def _send_all(sender: _Sender, to_send: list[_ToSend], *, now: datetime, sleep: Callable[[float], None],

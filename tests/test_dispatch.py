@@ -301,10 +301,23 @@ def _opt_out_during_send(db_url, phone, how):
 
 
 @pytest.mark.parametrize(("how", "code"), [("stop", "consent_revoked"), ("internal", "dnc_internal")])
-def test_an_opt_out_committed_between_decide_and_send_sends_nothing_and_stores_a_block(engine, db_url, how, code):
-    running_campaign(engine, [new_york_phone(1), new_york_phone(2)])
+@pytest.mark.parametrize("when", ["after_the_decision", "during_the_previous_request"])
+def test_an_opt_out_committed_between_decide_and_send_sends_nothing_and_stores_a_block(engine, db_url, monkeypatch,
+                                                                                      how, code, when):
+    from scheduler import dispatch as dispatching
     second = "+12125550002"
-    adapter = FakeAdapter(before_call=_opt_out_during_send(db_url, second, how))
+    opt_out = _opt_out_during_send(db_url, second, how)
+    if when == "after_the_decision":
+        # Committed once the batch's decisions are, before the sending step checks again.
+        mark_slice = dispatching._Sender._mark_slice
+        monkeypatch.setattr(dispatching._Sender, "_mark_slice",
+                            lambda self, items, at: (opt_out(None), mark_slice(self, items, at)))
+        running_campaign(engine, [new_york_phone(1), new_york_phone(2)])
+        adapter = FakeAdapter()
+    else:
+        # At 1 call per second each request is its own sending step, checked just before it.
+        running_campaign(engine, [new_york_phone(1), new_york_phone(2)], settings={"cps": 1})
+        adapter = FakeAdapter(before_call=opt_out)
     report = dispatch(engine, adapter, NOON_NEW_YORK)
 
     assert report.allowed == 2 and report.dialed == 1 and report.blocked_before_send == 1
