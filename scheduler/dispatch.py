@@ -93,6 +93,14 @@ class DispatchConfig:
     facts_retry_seconds: float = 60       # a batch whose facts failed to load waits this long
     callbacks: CallbackUrls = CallbackUrls()
 
+    def __post_init__(self) -> None:
+        # A worker sends a marked attempt only within its sending lease; the reaper hands one the
+        # carrier has no record of back to the gate only after the callback window. The window
+        # must outlast the lease, or a slow worker and the next one could both send it.
+        if self.callback_window_seconds <= self.send_lease_seconds:
+            raise ValueError(f"callback_window_seconds ({self.callback_window_seconds}) must be longer than "
+                             f"send_lease_seconds ({self.send_lease_seconds})")
+
 
 @dataclass
 class DispatchReport:
@@ -449,6 +457,7 @@ class _Sender:
     report: DispatchReport
     upcoming: list[_ToSend] = field(default_factory=list)     # the batch's allowed attempts, in order
     marked: dict[int, str] = field(default_factory=dict)      # attempt id -> SEND | LOST | HELD_BACK
+    marked_at: dict[int, datetime] = field(default_factory=dict)
 
     def mark_sending(self, item: _ToSend, at: datetime) -> str:
         """The committed step just before the carrier request: `claimed → sending`, with the last
@@ -464,7 +473,13 @@ class _Sender:
         its check."""
         if item.attempt_id not in self.marked:
             self._mark_slice(self._slice_from(item, at), at)
-        return self.marked.pop(item.attempt_id, LOST)
+        marked = self.marked.pop(item.attempt_id, LOST)
+        if marked == SEND and at >= self.marked_at[item.attempt_id] + timedelta(seconds=self.config.send_lease_seconds):
+            # Its sending lease ran out (a stalled worker): the reaper may already be settling it,
+            # so it is left `sending` for the reaper, never sent now.
+            log.warning("dispatch: attempt %s not sent: its sending lease ran out before its turn", item.attempt_id)
+            return LOST
+        return marked
 
     def _slice_from(self, item: _ToSend, at: datetime) -> list[_ToSend]:
         size = max(1, min(SLICE_MAX, math.floor(item.cps * SLICE_SECONDS)))
@@ -491,6 +506,7 @@ class _Sender:
             opted_out = opted_out_among(session, [item.to for item in items if item.attempt_id in ours], since)
             opted_out |= set(journaled_revocations([item.to for item in items if item.attempt_id in ours]))
             for item in items:
+                self.marked_at[item.attempt_id] = at
                 if item.attempt_id not in ours:
                     self.marked[item.attempt_id] = LOST
                 elif item.to in opted_out:

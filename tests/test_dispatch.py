@@ -335,6 +335,24 @@ def test_an_opt_out_committed_between_decide_and_send_sends_nothing_and_stores_a
     assert result.identical, result.difference
 
 
+def test_a_marked_attempt_whose_sending_lease_ran_out_is_left_to_the_reaper_not_sent(sqlite_engine):
+    running_campaign(sqlite_engine, [new_york_phone(1), new_york_phone(2)])
+    clock = [0.0]
+    # The worker stalls for 3 s in the first request; both were marked `sending` in one step.
+    adapter = FakeAdapter(before_call=lambda request: clock.__setitem__(0, clock[0] + 3.0))
+    report = dispatch_once(sqlite_engine, adapter, worker_id="w1", now=NOON_NEW_YORK, pack=PACK,
+                           registry=FakeRegistry(), sleep=lambda _seconds: None, monotonic=lambda: clock[0],
+                           config=DispatchConfig(send_lease_seconds=2, callback_window_seconds=3))
+    assert report.dialed == 1 and len(adapter.calls) == 1
+    first, second = attempts(sqlite_engine)
+    assert (second.status, second.carrier_id) == ("sending", None)      # the reaper settles it
+
+
+def test_the_callback_window_must_outlast_the_sending_lease():
+    with pytest.raises(ValueError, match="callback_window_seconds"):
+        DispatchConfig(send_lease_seconds=120, callback_window_seconds=60)
+
+
 def test_the_last_check_lets_an_attempt_through_when_no_opt_out_came(sqlite_engine):
     running_campaign(sqlite_engine, [new_york_phone(1), new_york_phone(2)])
     report = dispatch(sqlite_engine, FakeAdapter(), NOON_NEW_YORK)
