@@ -672,15 +672,15 @@ def context_card(session: Session, transfer_id: int) -> dict[str, Any]:
     and its evidence, prior attempts."""
     from consent import records
     from consent.types import Channel, Purpose
+    from outbound.campaigns import campaign_seller
 
     transfer = get_transfer(session, transfer_id)
     contact = session.get(Contact, transfer.contact_id)
-    from outbound.campaigns import campaign_seller
     campaign = session.get(Campaign, transfer.campaign_id)
+    # The campaign's seller's consent only: the one that let the call through.
     ledger = records.ledger_view(session, contact.e164, transfer.began_at, channels=(Channel(campaign.channel),),
                                  purposes=(Purpose(campaign.purpose),), seller=campaign_seller(campaign))
     relied = [reliance.as_dict() for reliance in ledger.reliance]
-    # The campaign's seller's consent only: the one that let the call through.
     path, facts = _conversation(session, transfer)
     return {
         "transfer": {"id": transfer.id, "state": transfer.state, "result": transfer.result,
