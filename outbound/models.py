@@ -117,6 +117,17 @@ class Attempt(SQLModel, table=True):
     updated_at: datetime = instant_field()
 
 
+class SendPacing(SQLModel, table=True):
+    """A campaign's calls-per-second ceiling, shared by every worker: the instant from which its
+    next carrier request may be made (`scheduler.pacing.reserve_send_slot` moves it on by 1/cps
+    for each request, under the row's lock)."""
+
+    __tablename__ = "send_pacing"
+
+    campaign_id: int = Field(foreign_key="campaigns.id", primary_key=True)
+    next_send_at: datetime = instant_field()
+
+
 class CarrierEvent(SQLModel, table=True):
     """Every webhook the carrier sent, once: handling is idempotent per (carrier id, event)."""
 

@@ -52,6 +52,7 @@ from outbound.db import retry_on_busy, session_scope
 from outbound.decisions import NewDecision, store_decisions
 from outbound.models import Attempt, Campaign, Contact
 from scheduler import claims, openings
+from scheduler.pacing import reserve_send_slot
 from scheduler.facts import NationalRegistry, for_seller, journaled_revocations, load_batch_facts
 from telephony.adapter import Adapter, CallRequest, CarrierCall, CarrierError, SmsRequest
 
@@ -164,6 +165,9 @@ def dispatch_once(engine: Engine, adapter: Adapter, *, worker_id: str, now: date
                   batch_size: int | None = None, sleep: Callable[[float], None] = time.sleep,
                   monotonic: Callable[[], float] = time.monotonic) -> DispatchReport:
     report = DispatchReport()
+    # `now` is this instant: the send slots (shared by every worker) are on the same clock, so
+    # elapsed time is counted from here, the claim and the decisions included.
+    tick_started = monotonic()
     # Every committed step below waits out another writer's lock (SQLite: a list import) within
     # retry_on_busy's bound instead of ending the tick with part of a batch unsent.
     ids = retry_on_busy(lambda: claims.claim_due(
@@ -185,7 +189,7 @@ def dispatch_once(engine: Engine, adapter: Adapter, *, worker_id: str, now: date
         return report
     sender = _Sender(engine, adapter, worker_id=worker_id, pack=pack, registry=registry, config=config,
                      report=report, upcoming=to_send)
-    _send_all(sender, to_send, now=now, sleep=sleep, monotonic=monotonic)
+    _send_all(sender, to_send, now=now, sleep=sleep, monotonic=monotonic, started=tick_started)
     return report
 
 
@@ -442,6 +446,10 @@ SEND, LOST, HELD_BACK = "send", "lost", "held_back"
 # The sending step covers the requests due within this long (at most SLICE_MAX of them).
 SLICE_SECONDS = 0.2
 SLICE_MAX = 25
+# Requests are spaced for this share of the campaign's cps: a request leaves a little after its
+# slot (the sending mark's commit, a busy machine), and the headroom keeps even a second of late
+# requests within the ceiling.
+PACE_SHARE = 0.9
 
 
 @dataclass
@@ -560,19 +568,16 @@ def opted_out_among(session: Session, phones: list[str], since: datetime) -> set
 
 
 def _send_all(sender: _Sender, to_send: list[_ToSend], *, now: datetime, sleep: Callable[[float], None],
-              monotonic: Callable[[], float]) -> None:
-    started = monotonic()
-    next_slot: dict[int, float] = {}
+              monotonic: Callable[[], float], started: float) -> None:
+    """Send each allowed attempt in its turn; `started` is the monotonic instant of `now`."""
     answered = _CarrierIds(sender.engine, sender.config, monotonic)
     try:
         for item in to_send:
             # Twilio queues calls above the account's CPS limit, and a queued call could ring after
-            # the window closes: space each campaign's requests at 1/cps rather than bursting.
-            wait = next_slot.get(item.campaign_id, started) - monotonic()
-            if wait > 0:
-                if wait >= answered.RECORD_WITHIN:
-                    answered.flush()          # don't hold answers through a long wait
-                sleep(wait)
+            # the window closes: space each campaign's requests at 1/cps rather than bursting,
+            # across every worker (the campaign's slots are shared, in the database).
+            _wait_for_send_slot(sender.engine, item, now=now, started=started, sleep=sleep, monotonic=monotonic,
+                                answered=answered)
             sending_at = now + timedelta(seconds=monotonic() - started)
             if sending_at >= item.expires_at:
                 sender.report.expired_before_send += retry_on_busy(
@@ -585,13 +590,43 @@ def _send_all(sender: _Sender, to_send: list[_ToSend], *, now: datetime, sleep: 
                 continue
             if marked == HELD_BACK:
                 continue
-            next_slot[item.campaign_id] = max(monotonic(), next_slot.get(item.campaign_id, started)) + 1.0 / item.cps
             call = _send_one(sender, item, sending_at=sending_at)
             if call is not None:
                 answered.add(item.attempt_id, call, sending_at)
     finally:
         # Even when interrupted: every carrier id already received is worth recording.
         answered.flush()
+
+
+# A worker that wakes up later than this share of the spacing past its slot gives the slot up and
+# reserves another: sent late, its request would share a second with the slots after it, which
+# other workers send on time. After SLOT_TRIES late wake-ups (a starved machine) it sends anyway.
+LATE_SHARE_OF_SPACING = 0.5
+SLOT_TRIES = 3
+
+
+def _wait_for_send_slot(engine: Engine, item: _ToSend, *, now: datetime, started: float,
+                        sleep: Callable[[float], None], monotonic: Callable[[], float],
+                        answered: _CarrierIds) -> datetime:
+    """Reserve the campaign's next send slot (`scheduler.pacing.reserve_send_slot`) and sleep
+    until it; returns the slot."""
+    for _ in range(SLOT_TRIES):
+        asking_at = now + timedelta(seconds=monotonic() - started)
+        slot = retry_on_busy(lambda: reserve_send_slot(engine, item.campaign_id, item.cps * PACE_SHARE, asking_at),
+                             what="dispatch: reserving a send slot")
+        wait = (slot - asking_at).total_seconds()
+        if wait > 0:
+            if wait >= answered.RECORD_WITHIN:
+                answered.flush()          # don't hold answers through a long wait
+            sleep(wait)
+        if not _late(item, slot, now=now, started=started, monotonic=monotonic):
+            break
+    return slot
+
+
+def _late(item: _ToSend, slot: datetime, *, now: datetime, started: float, monotonic: Callable[[], float]) -> bool:
+    late = (now + timedelta(seconds=monotonic() - started) - slot).total_seconds()
+    return late > LATE_SHARE_OF_SPACING / (item.cps * PACE_SHARE)
 
 
 def _send_one(sender: _Sender, item: _ToSend, *, sending_at: datetime) -> CarrierCall | None:

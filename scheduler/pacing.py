@@ -10,6 +10,11 @@ is reached (a call that can always be given an agent cannot be abandoned).
 
 `dial_ratio` and `new_dials` are pure; `dial_limit(session, campaign_id, at)` reads their
 inputs from the database for dispatch.
+
+The calls-per-second ceiling is the campaign's, whatever the number of workers: each carrier
+request first reserves its slot in the campaign's `send_pacing` row (`reserve_send_slot`), which
+hands out instants 1/cps apart to every worker in turn. A worker kept that spacing for itself
+before, and two PostgreSQL workers together sent 60 in one second against a cps of 50.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlmodel import Session
 
 MAX_RATIO = 3.0                    # never more than 3 calls per free agent
@@ -26,6 +31,10 @@ DEFAULT_ANSWER_RATE = 0.35         # before the campaign has history
 MIN_SAMPLE = 20                    # recent dials needed to trust the measured answer rate
 ANSWER_WINDOW = timedelta(hours=2)
 IN_FLIGHT_STATUSES = (None, "queued", "initiated", "ringing")
+# A campaign's next slot further ahead than this was set on another clock (a simulation's, a
+# worker whose clock is wrong): claims hand a worker at most a few seconds of sends, so a real
+# queue of reservations is never this long. It is started again from the asking worker's now.
+MAX_SLOT_AHEAD = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -110,3 +119,32 @@ def dial_limit(session: Session | Connection, campaign_id: int, at: datetime) ->
             return dial_limit(bound, campaign_id, at)
     pacing = pacing_input(session, campaign_id, at)
     return None if pacing is None else new_dials(pacing)
+
+
+# --- the calls-per-second ceiling, shared by every worker ------------------------------------
+
+def reserve_send_slot(engine: Engine, campaign_id: int, cps: float, at: datetime) -> datetime:
+    """The instant at or after `at` from which this worker may make the campaign's next carrier
+    request; the campaign's next slot moves on to that instant + 1/cps, in one committed
+    conditional update, so workers reserving at once get successive slots, never the same one."""
+    from outbound.db import insert_ignoring_duplicates, session_scope
+    from outbound.models import SendPacing
+
+    spacing = timedelta(seconds=1.0 / cps)
+    row = SendPacing.campaign_id == campaign_id
+    with session_scope(engine) as session:
+        while True:
+            # Compare-and-set on the value read: another worker's reservation in between makes
+            # the update match nothing, and this one reads again.
+            current = session.execute(select(SendPacing.next_send_at).where(row)).scalar_one_or_none()
+            if current is None:
+                slot = at
+                if insert_ignoring_duplicates(session, SendPacing.__table__,
+                                              {"campaign_id": campaign_id, "next_send_at": slot + spacing}):
+                    return slot
+                continue
+            slot = at if current <= at or current - at > MAX_SLOT_AHEAD else current
+            moved = session.execute(update(SendPacing).where(row, SendPacing.next_send_at == current)
+                                    .values(next_send_at=slot + spacing)).rowcount
+            if moved:
+                return slot
