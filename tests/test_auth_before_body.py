@@ -8,24 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from asgi_support import ReadCounter
 
 UPLOADS = ["/v1/campaigns/1/lists", "/v1/consent/import", "/v1/scrub", "/v1/dnc/state/FL", "/v1/dnc/litigator",
            "/v1/dnc/national", "/v1/dnc/national/changes"]
 FIFTY_MB = b"phone\n" + b"2125550123\n" * (50 * 1024 * 1024 // 11)
-
-
-class ReadCounter:
-    """Wraps the app and counts the body bytes it pulled from the client."""
-
-    def __init__(self, app) -> None:
-        self.app, self.bytes_read = app, 0
-
-    async def __call__(self, scope, receive, send):
-        async def counted():
-            message = await receive()
-            self.bytes_read += len(message.get("body", b""))
-            return message
-        await self.app(scope, counted, send)
 
 
 @pytest.fixture

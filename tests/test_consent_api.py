@@ -5,18 +5,12 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api import database
-from api.routes import consent as consent_routes
-from api.validation_errors import request_validation_error
 from consent.tables import ConsentRecord, Revocation
-from outbound.db import session_scope
 from outbound.models import AuditEvent
+from consent_support import consent_api_client
 
 NOW = datetime(2026, 7, 15, 16, 0, tzinfo=timezone.utc)
 CONSENT = {"phone": "(212) 555-0123", "kind": "written", "channels": ["voice", "sms"],
@@ -27,18 +21,7 @@ CONSENT = {"phone": "(212) 555-0123", "kind": "written", "channels": ["voice", "
 
 @pytest.fixture
 def client(engine, api_users):
-    def session_override():
-        with session_scope(engine) as session:
-            yield session
-
-    app = FastAPI()
-    app.include_router(consent_routes.router)
-    app.add_exception_handler(RequestValidationError, request_validation_error)
-    app.dependency_overrides[database.get_api_session] = session_override
-    app.dependency_overrides[database.get_api_now] = lambda: NOW
-    api_users.install(app)
-    with TestClient(app, headers=api_users.headers("compliance")) as client:
-        yield client
+    yield from consent_api_client(engine, api_users, NOW)
 
 
 def audit_actions(engine) -> list[tuple[str, str]]:

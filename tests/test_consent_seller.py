@@ -12,16 +12,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-import typer
-from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api import database
-from api.routes import consent as consent_routes
-from api.validation_errors import request_validation_error
 from consent import records
 from consent.ledger_io import ConsentIn, EvidenceIn, load_json_bytes, same_seller
 from consent.rules import load_pack
@@ -31,11 +25,13 @@ from outbound import audit
 from outbound.campaigns import campaign_seller, find_campaign
 from outbound.db import ensure_schema, session_scope
 from outbound.migrations import downgrade_to
-from outbound.models import Attempt, Campaign, Decision
-from scheduler.dispatch import DispatchConfig, dispatch_once
 from scheduler.facts import for_seller
 from scheduler.simulate import simulate
 from dispatch_support import NOON_NEW_YORK, FakeAdapter, FakeRegistry, running_campaign
+from consent_support import (
+    SELLER_FILLED_BY_MIGRATION, consent_api_client, consent_cli, dispatch_at_noon, insert_draft_campaigns,
+    outcome_by_campaign,
+)
 
 PACK = load_pack()
 PHONE = "+12125550123"
@@ -65,24 +61,16 @@ def seller_campaign(engine, name: str, seller: str | None) -> int:
                             settings={"conversation": conversation})
 
 
-def outcome_by_campaign(engine) -> dict[int, tuple[str, str | None, list]]:
-    with Session(engine) as session:
-        rows = session.execute(select(Attempt, Decision).join(Decision, Decision.id == Attempt.decision_id)).all()
-        return {attempt.campaign_id: (attempt.status, attempt.error, json.loads(decision.scenario)["consents"])
-                for attempt, decision in rows}
-
-
 def test_a_consent_of_one_seller_does_not_let_another_sellers_campaign_call(sqlite_engine):
     acme = seller_campaign(sqlite_engine, "acme-calls", "Acme Solar")
     beta = seller_campaign(sqlite_engine, "beta-calls", "Beta Energy")
     grant_consent(sqlite_engine, seller="  acme   SOLAR ")        # case and spaces do not matter
     adapter = FakeAdapter()
 
-    report = dispatch_once(sqlite_engine, adapter, worker_id="w", now=NOON_NEW_YORK, pack=PACK,
-                           registry=FakeRegistry(), config=DispatchConfig(), sleep=lambda _s: None)
+    report = dispatch_at_noon(sqlite_engine, adapter, pack=PACK, registry=FakeRegistry())
 
     assert (report.allowed, report.blocked) == (1, 1)
-    outcomes = outcome_by_campaign(sqlite_engine)
+    outcomes = outcome_by_campaign(sqlite_engine, "consents")
     status, error, consents = outcomes[beta]
     assert status == "blocked" and "consent_missing" in error and consents == []
     status, error, consents = outcomes[acme]
@@ -95,9 +83,8 @@ def test_a_consent_of_one_seller_does_not_let_another_sellers_campaign_call(sqli
 def test_a_campaign_without_a_seller_name_is_its_own_seller(sqlite_engine):
     named = seller_campaign(sqlite_engine, "Acme Solar", None)      # seller: the campaign's name
     grant_consent(sqlite_engine)
-    dispatch_once(sqlite_engine, FakeAdapter(), worker_id="w", now=NOON_NEW_YORK, pack=PACK,
-                  registry=FakeRegistry(), config=DispatchConfig(), sleep=lambda _s: None)
-    assert outcome_by_campaign(sqlite_engine)[named][0] == "dialing"
+    dispatch_at_noon(sqlite_engine, FakeAdapter(), pack=PACK, registry=FakeRegistry())
+    assert outcome_by_campaign(sqlite_engine, "consents")[named][0] == "dialing"
 
 
 def test_the_dry_run_keeps_only_the_campaigns_sellers_consent(sqlite_engine):
@@ -164,13 +151,7 @@ def test_add_consent_refuses_a_record_built_without_validation(session):
 
 @pytest.fixture
 def cli(outbound_env_db, cli_runner, monkeypatch):
-    from outbound.commands import campaign_cmd, consent_cmd
-
-    monkeypatch.setattr(consent_cmd, "now", lambda: NOON_NEW_YORK)
-    app = typer.Typer()
-    consent_cmd.register(app)
-    campaign_cmd.register(app)
-    return lambda *args: cli_runner.invoke(app, list(args))
+    return consent_cli(cli_runner, monkeypatch, with_campaigns=True)
 
 
 def test_cli_import_names_each_refused_line_and_loads_the_rest(cli, tmp_path):
@@ -188,18 +169,7 @@ def test_cli_import_names_each_refused_line_and_loads_the_rest(cli, tmp_path):
 
 @pytest.fixture
 def api(engine, api_users):
-    def session_override():
-        with session_scope(engine) as session:
-            yield session
-
-    app = FastAPI()
-    app.include_router(consent_routes.router)
-    app.add_exception_handler(RequestValidationError, request_validation_error)
-    app.dependency_overrides[database.get_api_session] = session_override
-    app.dependency_overrides[database.get_api_now] = lambda: NOON_NEW_YORK
-    api_users.install(app)
-    with TestClient(app, headers=api_users.headers("compliance")) as client:
-        yield client
+    yield from consent_api_client(engine, api_users, NOON_NEW_YORK)
 
 
 def test_the_api_refuses_written_consent_without_evidence(api, engine):
@@ -312,11 +282,7 @@ def migrate_with(engine, campaigns: list[tuple[str, dict]]) -> dict[int, str]:
     ensure_schema(engine)
     downgrade_to(engine, "0004")
     with engine.begin() as connection:
-        for name, settings in campaigns:
-            connection.execute(sa.text(
-                "INSERT INTO campaigns (name, status, channel, purpose, voice, automated, settings, created_at, "
-                "updated_at) VALUES (:name, 'draft', 'sms', 'telemarketing', NULL, true, :settings, :at, :at)"),
-                {"name": name, "settings": json.dumps(settings), "at": T0})
+        insert_draft_campaigns(connection, campaigns, T0)
         for seller in (None, "Acme Solar"):
             connection.execute(sa.text(
                 "INSERT INTO consent_records (phone, kind, channels, purposes, seller, granted_at, evidence, "
@@ -327,12 +293,7 @@ def migrate_with(engine, campaigns: list[tuple[str, dict]]) -> dict[int, str]:
         return dict(session.execute(select(ConsentRecord.id, ConsentRecord.seller).order_by(ConsentRecord.id)).all())
 
 
-@pytest.mark.parametrize("campaigns,filled", [
-    ([("spring", {"conversation": {"seller_name": "Sunrise Solar"}})], "Sunrise Solar"),
-    ([("spring", {})], "spring"),
-    ([("spring", {}), ("autumn", {})], "unknown"),
-    ([], "unknown"),
-])
+@pytest.mark.parametrize("campaigns,filled", SELLER_FILLED_BY_MIGRATION)
 def test_migration_gives_consents_without_a_seller_one_that_fails_closed(empty_engine, campaigns, filled):
     assert list(migrate_with(empty_engine, campaigns).values()) == [filled, "Acme Solar"]
 

@@ -13,17 +13,9 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import sqlalchemy as sa
-import typer
-from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api import database
-from api.routes import consent as consent_routes
-from api.validation_errors import request_validation_error
 from consent import records
 from consent.ledger_io import BusinessRelationshipIn, load_json_bytes
 from consent.row_digest import stored_digests
@@ -33,11 +25,13 @@ from consent.types import Facts, SellerRelationship
 from outbound import agents, audit
 from outbound.db import ensure_schema, session_scope
 from outbound.migrations import downgrade_to
-from outbound.models import Attempt, Decision
-from scheduler.dispatch import DispatchConfig, dispatch_once
 from scheduler.facts import for_seller, load_batch_facts
 from scheduler.simulate import simulate
 from dispatch_support import NOON_NEW_YORK, FakeAdapter, FakeRegistry, running_campaign
+from consent_support import (
+    SELLER_FILLED_BY_MIGRATION, consent_api_client, consent_cli, dispatch_at_noon, insert_draft_campaigns,
+    outcome_by_campaign,
+)
 
 PACK = load_pack()
 PHONE = "+12125550123"
@@ -66,13 +60,6 @@ def seller_campaign(engine, name: str, seller: str) -> int:
                             settings={"conversation": {"seller_name": seller}})
 
 
-def outcome_by_campaign(engine) -> dict[int, tuple[str, str | None, dict]]:
-    with Session(engine) as session:
-        rows = session.execute(select(Attempt, Decision).join(Decision, Decision.id == Attempt.decision_id)).all()
-        return {attempt.campaign_id: (attempt.status, attempt.error, json.loads(decision.scenario)["ebr"])
-                for attempt, decision in rows}
-
-
 # --- the engine: only the campaign's seller's relationship exempts ------------------------------
 
 def test_one_sellers_business_relationship_does_not_exempt_another_sellers_campaign(sqlite_engine):
@@ -81,11 +68,10 @@ def test_one_sellers_business_relationship_does_not_exempt_another_sellers_campa
     record_relationship(sqlite_engine, seller="  acme   SOLAR ")        # case and spaces do not matter
     adapter = FakeAdapter()
 
-    report = dispatch_once(sqlite_engine, adapter, worker_id="w", now=NOON_NEW_YORK, pack=PACK,
-                           registry=LISTED, config=DispatchConfig(), sleep=lambda _s: None)
+    report = dispatch_at_noon(sqlite_engine, adapter, pack=PACK, registry=LISTED)
 
     assert (report.allowed, report.blocked) == (1, 1)
-    outcomes = outcome_by_campaign(sqlite_engine)
+    outcomes = outcome_by_campaign(sqlite_engine, "ebr")
     status, error, ebr = outcomes[beta]
     assert status == "blocked" and "dnc_national" in error
     assert ebr == {"last_transaction_at": None, "last_inquiry_at": None}
@@ -142,28 +128,12 @@ def test_for_seller_keeps_only_that_sellers_business_dates(relationship_seller, 
 
 @pytest.fixture
 def api(engine, api_users):
-    def session_override():
-        with session_scope(engine) as session:
-            yield session
-
-    app = FastAPI()
-    app.include_router(consent_routes.router)
-    app.add_exception_handler(RequestValidationError, request_validation_error)
-    app.dependency_overrides[database.get_api_session] = session_override
-    app.dependency_overrides[database.get_api_now] = lambda: NOON_NEW_YORK
-    api_users.install(app)
-    with TestClient(app, headers=api_users.headers("compliance")) as client:
-        yield client
+    yield from consent_api_client(engine, api_users, NOON_NEW_YORK)
 
 
 @pytest.fixture
 def cli(outbound_env_db, cli_runner, monkeypatch):
-    from outbound.commands import consent_cmd
-
-    monkeypatch.setattr(consent_cmd, "now", lambda: NOON_NEW_YORK)
-    app = typer.Typer()
-    consent_cmd.register(app)
-    return lambda *args: cli_runner.invoke(app, list(args))
+    return consent_cli(cli_runner, monkeypatch)
 
 
 def test_a_ledger_file_refuses_a_business_relationship_without_a_seller_naming_the_line():
@@ -201,11 +171,7 @@ def migrate_with(engine, campaigns: list[tuple[str, dict]]) -> dict[int, str]:
     ensure_schema(engine)
     downgrade_to(engine, "0006")
     with engine.begin() as connection:
-        for name, settings in campaigns:
-            connection.execute(sa.text(
-                "INSERT INTO campaigns (name, status, channel, purpose, voice, automated, settings, created_at, "
-                "updated_at) VALUES (:name, 'draft', 'sms', 'telemarketing', NULL, true, :settings, :at, :at)"),
-                {"name": name, "settings": json.dumps(settings), "at": T0})
+        insert_draft_campaigns(connection, campaigns, T0)
     with Session(engine) as session:
         for seller in (None, "Acme Solar"):
             row = BusinessRelationship(phone=PHONE, seller=seller, last_transaction_at=T0, recorded_at=T0)
@@ -221,12 +187,7 @@ def migrate_with(engine, campaigns: list[tuple[str, dict]]) -> dict[int, str]:
                                     .order_by(BusinessRelationship.id)).all())
 
 
-@pytest.mark.parametrize("campaigns,filled", [
-    ([("spring", {"conversation": {"seller_name": "Sunrise Solar"}})], "Sunrise Solar"),
-    ([("spring", {})], "spring"),
-    ([("spring", {}), ("autumn", {})], "unknown"),
-    ([], "unknown"),
-])
+@pytest.mark.parametrize("campaigns,filled", SELLER_FILLED_BY_MIGRATION)
 def test_migration_gives_relationships_without_a_seller_one_that_fails_closed(empty_engine, campaigns, filled):
     assert list(migrate_with(empty_engine, campaigns).values()) == [filled, "Acme Solar"]
     with Session(empty_engine) as session:

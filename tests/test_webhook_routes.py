@@ -14,6 +14,7 @@ from api.routes import webhooks
 from consent.tables import Revocation
 from outbound.models import Attempt, AuditEvent, CarrierEvent
 from telephony.signatures import sign
+from asgi_support import ReadCounter
 from webhook_support import (
     CALLER_ID, PUBLIC_URL, OrderCheckingCarrier, add_attempt, add_campaign, call_sid, count, message_sid,
 )
@@ -200,20 +201,6 @@ WEBHOOK_PATHS = [f"/v1/twilio/{kind}" for kind in webhooks.KINDS] + [
     "/v1/twilio/voice/1", "/v1/twilio/gather/1?turn=1&node=start", "/v1/twilio/voicemail/1",
     "/v1/twilio/inbound-call", "/v1/twilio/inbound-call/choice", "/v1/conference/1/wait",
     "/v1/conference/1/events", "/v1/conference/console"]
-
-
-class ReadCounter:
-    """Wraps the app and counts the body bytes the app pulled from the client."""
-
-    def __init__(self, app) -> None:
-        self.app, self.bytes_read = app, 0
-
-    async def __call__(self, scope, receive, send):
-        async def counted():
-            message = await receive()
-            self.bytes_read += len(message.get("body", b""))
-            return message
-        await self.app(scope, counted, send)
 
 
 async def _post_chunked(app, path: str, chunks) -> tuple[int, int]:
