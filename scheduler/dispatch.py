@@ -52,7 +52,7 @@ from outbound.db import retry_on_busy, session_scope
 from outbound.decisions import NewDecision, store_decisions
 from outbound.models import Attempt, Campaign, Contact
 from scheduler import claims, openings
-from scheduler.pacing import reserve_send_slot
+from scheduler.pacing import reserve_send_slots
 from scheduler.facts import NationalRegistry, for_seller, journaled_revocations, load_batch_facts
 from telephony.adapter import Adapter, CallRequest, CarrierCall, CarrierError, SmsRequest
 
@@ -571,12 +571,13 @@ def _send_all(sender: _Sender, to_send: list[_ToSend], *, now: datetime, sleep: 
               monotonic: Callable[[], float], started: float) -> None:
     """Send each allowed attempt in its turn; `started` is the monotonic instant of `now`."""
     answered = _CarrierIds(sender.engine, sender.config, monotonic)
+    slots = _SendSlots(sender.engine)
     try:
         for item in to_send:
             # Twilio queues calls above the account's CPS limit, and a queued call could ring after
             # the window closes: space each campaign's requests at 1/cps rather than bursting,
             # across every worker (the campaign's slots are shared, in the database).
-            _wait_for_send_slot(sender.engine, item, now=now, started=started, sleep=sleep, monotonic=monotonic,
+            _wait_for_send_slot(slots, item, now=now, started=started, sleep=sleep, monotonic=monotonic,
                                 answered=answered)
             sending_at = now + timedelta(seconds=monotonic() - started)
             if sending_at >= item.expires_at:
@@ -605,15 +606,37 @@ LATE_SHARE_OF_SPACING = 0.5
 SLOT_TRIES = 3
 
 
-def _wait_for_send_slot(engine: Engine, item: _ToSend, *, now: datetime, started: float,
+class _SendSlots:
+    """The send slots this worker reserved (`scheduler.pacing.reserve_send_slots`), per campaign,
+    a slice's worth at a time (as many as SLICE_SECONDS holds at the campaign's pace, at most
+    SLICE_MAX): one commit per slice, not per request. Slots left over are simply not used."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.reserved: dict[int, list[datetime]] = {}
+
+    def next(self, item: _ToSend, at: datetime) -> datetime:
+        """The campaign's next reserved slot still ahead of `at` less the lateness allowed (a
+        slot already missed is dropped), reserving more when none is left."""
+        pace = item.cps * PACE_SHARE
+        reserved = [slot for slot in self.reserved.get(item.campaign_id, ())
+                    if (at - slot).total_seconds() <= LATE_SHARE_OF_SPACING / pace]
+        if not reserved:
+            count = max(1, min(SLICE_MAX, math.floor(pace * SLICE_SECONDS)))
+            reserved = retry_on_busy(lambda: reserve_send_slots(self.engine, item.campaign_id, pace, at, count),
+                                     what="dispatch: reserving send slots")
+        self.reserved[item.campaign_id] = reserved[1:]
+        return reserved[0]
+
+
+def _wait_for_send_slot(slots: _SendSlots, item: _ToSend, *, now: datetime, started: float,
                         sleep: Callable[[float], None], monotonic: Callable[[], float],
                         answered: _CarrierIds) -> datetime:
-    """Reserve the campaign's next send slot (`scheduler.pacing.reserve_send_slot`) and sleep
-    until it; returns the slot."""
+    """Take the campaign's next send slot (shared by every worker) and sleep until it; returns
+    the slot."""
     for _ in range(SLOT_TRIES):
         asking_at = now + timedelta(seconds=monotonic() - started)
-        slot = retry_on_busy(lambda: reserve_send_slot(engine, item.campaign_id, item.cps * PACE_SHARE, asking_at),
-                             what="dispatch: reserving a send slot")
+        slot = slots.next(item, asking_at)
         wait = (slot - asking_at).total_seconds()
         if wait > 0:
             if wait >= answered.RECORD_WITHIN:

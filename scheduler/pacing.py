@@ -127,6 +127,12 @@ def reserve_send_slot(engine: Engine, campaign_id: int, cps: float, at: datetime
     """The instant at or after `at` from which this worker may make the campaign's next carrier
     request; the campaign's next slot moves on to that instant + 1/cps, in one committed
     conditional update, so workers reserving at once get successive slots, never the same one."""
+    return reserve_send_slots(engine, campaign_id, cps, at, 1)[0]
+
+
+def reserve_send_slots(engine: Engine, campaign_id: int, cps: float, at: datetime, count: int) -> list[datetime]:
+    """`count` successive slots (1/cps apart, the first at or after `at`) in one commit: a commit
+    per request would cap a worker at the disk's flush rate."""
     from outbound.db import insert_ignoring_duplicates, session_scope
     from outbound.models import SendPacing
 
@@ -138,13 +144,12 @@ def reserve_send_slot(engine: Engine, campaign_id: int, cps: float, at: datetime
             # the update match nothing, and this one reads again.
             current = session.execute(select(SendPacing.next_send_at).where(row)).scalar_one_or_none()
             if current is None:
-                slot = at
                 if insert_ignoring_duplicates(session, SendPacing.__table__,
-                                              {"campaign_id": campaign_id, "next_send_at": slot + spacing}):
-                    return slot
+                                              {"campaign_id": campaign_id, "next_send_at": at + count * spacing}):
+                    return [at + n * spacing for n in range(count)]
                 continue
-            slot = at if current <= at or current - at > MAX_SLOT_AHEAD else current
+            first = at if current <= at or current - at > MAX_SLOT_AHEAD else current
             moved = session.execute(update(SendPacing).where(row, SendPacing.next_send_at == current)
-                                    .values(next_send_at=slot + spacing)).rowcount
+                                    .values(next_send_at=first + count * spacing)).rowcount
             if moved:
-                return slot
+                return [first + n * spacing for n in range(count)]
