@@ -67,7 +67,7 @@ def test_campaigns_and_carrier_ids_are_written_during_a_200k_import_without_a_lo
                 chunk = sending_ids[n * 3 % len(sending_ids):][:3]
                 record_carrier_ids(others, [(attempt_id, CarrierCall(sid=f"CA{attempt_id:032d}", status="queued"),
                                              NOON_NEW_YORK) for attempt_id in chunk], DispatchConfig())
-                created.append(n)
+                created.append(time.monotonic())
             except Exception as error:          # noqa: BLE001 (every error is the test's failure)
                 errors.append(f"{type(error).__name__}: {error}")
             waits.append(time.monotonic() - started)
@@ -79,15 +79,20 @@ def test_campaigns_and_carrier_ids_are_written_during_a_200k_import_without_a_lo
     try:
         with big_list.open("rb") as stream:
             reader, columns = open_list(stream)
+            import_started = time.monotonic()
             result = import_contacts(importer_engine, reader, columns, campaign_id=list_campaign,
                                      file_name="big.csv", actor="test", at=NOON_NEW_YORK)
+            import_ended = time.monotonic()
     finally:
         done.set()
         thread.join()
 
     assert errors == [], errors[:3]
     assert not any("locked" in error for error in errors)
-    assert len(created) >= 5, "the other writer must have got in during the import"
+    # How many writes fit depends on the machine's speed; that one got in while the import held
+    # the database (not only before or after it) is what slicing promises.
+    assert any(import_started < written < import_ended for written in created), \
+        "the other writer must have got in during the import"
     with session_scope(others) as session:
         assert session.execute(select(func.count()).select_from(Contact)
                                .where(Contact.campaign_id == list_campaign)).scalar_one() == result.accepted
