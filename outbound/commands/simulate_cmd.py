@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import typer
@@ -51,10 +51,12 @@ def simulate_command(campaign: str = typer.Argument(..., help="campaign name or 
 
 
 def _start_instant(start: str | None) -> datetime:
-    """The given instant, or now to the minute: consents and registry data loaded today are not
-    yet in force at a start in the past, so "now" is what a manager testing a launch means."""
+    """The given instant, or the next whole minute: consents and registry data are only in force
+    from when they were recorded, so a start in the past (even the start of this minute) would
+    dry-run without what was just loaded."""
     if start is None:
-        return datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        now = datetime.now(timezone.utc)
+        return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     start_at = datetime.fromisoformat(start.replace("Z", "+00:00"))
     if start_at.tzinfo is None:
         raise ValueError("no time zone")
