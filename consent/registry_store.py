@@ -618,7 +618,8 @@ def coverage_of(manifest: dict) -> dict[str, dict]:
                            "files": names} for npa in manifest["area_codes"]}
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a file created or renamed in it) survive a power cut."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -1108,7 +1109,7 @@ class RegistryStore:
             os.fsync(handle.fileno())
         previous = self._current_view()
         os.replace(temporary, self.manifest_path)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         self._remove_old_generations(keep={generation, previous.manifest["generation"] if previous else ""})
 
     def _remove_old_generations(self, keep: set[str]) -> None:

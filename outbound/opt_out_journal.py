@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from consent.registry_store import fsync_dir
+
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "opt-outs.jsonl"
@@ -109,7 +111,7 @@ def _append_line(path: Path, line: str) -> None:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
     except OSError as error:
         raise JournalError(f"cannot write the opt-out journal {path}: {error}") from error
 
@@ -118,16 +120,8 @@ def _ensure_dir(directory: Path) -> bool:
     if directory.is_dir():
         return False
     directory.mkdir(parents=True, exist_ok=True)
-    _fsync_dir(directory.parent)
+    fsync_dir(directory.parent)
     return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- reading ----------------------------------------------------------------------------------

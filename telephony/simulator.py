@@ -350,9 +350,7 @@ class SimulatorAdapter:
         require_message_sid(sid)
         message = self._messages.get(sid)
         if message is None:
-            raise CarrierError(f"Twilio error 20404 (HTTP 404) on GET /Messages/{sid}.json: "
-                               f"The requested resource /Messages/{sid}.json was not found",
-                               status=404, code=20404)
+            raise _not_found(f"/Messages/{sid}.json")
         return self._message_snapshot(message, self.now())
 
     def find_calls(self, to: str, started_after: datetime) -> list[CarrierCall]:
@@ -621,10 +619,14 @@ class SimulatorAdapter:
         require_call_sid(sid)
         call = self._calls.get(sid)
         if call is None:
-            raise CarrierError(f"Twilio error 20404 (HTTP 404) on GET /Calls/{sid}.json: "
-                               f"The requested resource /Calls/{sid}.json was not found",
-                               status=404, code=20404)
+            raise _not_found(f"/Calls/{sid}.json")
         return call
+
+
+def _not_found(resource: str) -> CarrierError:
+    """Twilio's 404 for a resource it does not hold, word for word as the SDK reports it."""
+    return CarrierError(f"Twilio error 20404 (HTTP 404) on GET {resource}: "
+                        f"The requested resource {resource} was not found", status=404, code=20404)
 
 
 def _query(url: str | None) -> dict[str, str]:
